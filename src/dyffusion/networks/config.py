@@ -1,0 +1,29 @@
+"""Typed configuration of the time-conditioned backbones (one source of truth for their defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class NetworkConfig:
+    """Backbone settings shared by the interpolator and the forecaster.
+
+    name: ``"convnet"`` (the paper's spring-mesh residual conv net) or ``"unet"``.
+    width: channels of the hidden layers (convnet) or of the first U-Net level.
+    kernel_sizes: convnet only, one residual block per kernel size.
+    channel_multipliers: U-Net only, width multiplier per resolution level.
+    blocks_per_level: U-Net only, residual blocks per level on the way down and up.
+    dropout: rate of every dropout layer (the MC-dropout rate at inference).
+    time_embedding_dim: size of the sinusoidal embedding of the (real-valued) time input.
+    padding_mode: convolution padding, ``"zeros"``, ``"circular"`` or ``"replicate"``.
+    """
+
+    name: str = "convnet"
+    width: int = 64
+    kernel_sizes: tuple[int, ...] = (9, 7, 5, 3)
+    channel_multipliers: tuple[int, ...] = (1, 2, 2)
+    blocks_per_level: int = 1
+    dropout: float = 0.0
+    time_embedding_dim: int = 64
+    padding_mode: str = "zeros"
