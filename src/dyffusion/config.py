@@ -1,0 +1,273 @@
+"""Typed experiment configuration, YAML presets and dotted overrides.
+
+Defaults live in the dataclasses below and nowhere else; a preset YAML (``presets/NAME.yaml``) or a
+user's YAML file overrides some of them, and command-line options override both.
+YAML is read with ``yaml.safe_load`` only: configs are data, never code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from dyffusion.networks.config import NetworkConfig
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class DataConfig:
+    """How snapshots become training windows.
+
+    horizon: h, the number of data time steps one forecast chunk spans.
+    time_stride: use every n-th stored frame (coarser data time step).
+    window_stride: distance between the starts of consecutive training windows.
+    val_window_stride: the same for validation windows (``None``: one window per horizon).
+    """
+
+    horizon: int = 16
+    time_stride: int = 1
+    window_stride: int = 1
+    val_window_stride: int | None = None
+
+
+@dataclass
+class InterpolatorConfig:
+    """Stage 1: ``I(x_t, x_{t+h}, i) -> x_{t+i}``, trained with MSE, stochastic through MC dropout.
+
+    val_members: ensemble size of the validation CRPS used to pick the checkpoint.
+    val_times: how many interpolation times (evenly spread over 1..h-1) the validation CRPS averages; 0 = all.
+    time_share: fraction of a ``--max-minutes`` budget given to this stage.
+    """
+
+    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(dropout=0.15))
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    val_members: int = 20
+    val_times: int = 8
+    time_share: float = 0.4
+
+
+@dataclass
+class ForecasterConfig:
+    """Stage 2: ``F(x_{t+i_n}, i_n, cond) -> x_{t+h}`` with the frozen interpolator.
+
+    schedule / extra_steps: the step -> time map (``before_t1_only`` with k extra steps, or ``linear``).
+    conditioning: ``data`` (x_t concatenated), ``none``, or ``data+noise``.
+    loss_weights: (a, b) of ``a * L1 + b * L2`` (L2 is the one-step look-ahead term).
+    val_members: ensemble size of the sampled validation CRPS used to pick the checkpoint.
+    """
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    schedule: str = "before_t1_only"
+    extra_steps: int = 0
+    conditioning: str = "data"
+    loss_weights: tuple[float, float] = (0.5, 0.5)
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    val_members: int = 10
+
+
+@dataclass
+class SamplingConfig:
+    """Inference defaults (each can be changed per call).
+
+    sampler: ``cold`` (Algorithm 2) or ``naive`` (Algorithm 1).
+    steps: which diffusion steps to visit: ``all``, ``dynamical``, ``every:m``, ``first:m`` or a list.
+    refine: re-predict the intermediate lead times from the final forecast.
+    members: ensemble size.
+    max_batch: largest number of samples (initial conditions x members) in one network call.
+    """
+
+    sampler: str = "cold"
+    steps: Union[str, list[float]] = "all"
+    refine: bool = True
+    members: int = 20
+    max_batch: int = 1024
+
+
+@dataclass
+class TrainerConfig:
+    """Budget and hardware for both stages, passed on to Lightning.
+
+    max_minutes caps the whole fit (both stages); max_epochs caps each stage.
+    batches_per_epoch: how often to validate (and checkpoint); ``None`` = a full pass over the windows.
+    """
+
+    max_epochs: int | None = 10
+    max_minutes: float | None = None
+    batches_per_epoch: int | None = 200
+    val_batches: int | None = None
+    gradient_clip: float = 1.0
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: Union[int, str] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    interpolator: InterpolatorConfig = field(default_factory=InterpolatorConfig)
+    forecaster: ForecasterConfig = field(default_factory=ForecasterConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+def available_presets() -> list[str]:
+    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn plain YAML data into the annotated type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(annotation, value, where)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not one of {options}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(annotation)
+        item_type = args[0] if args else Any
+        items = [_coerce(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
+        if origin is tuple and len(args) > 1 and args[1] is not Ellipsis and len(items) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(items)}")
+        return tuple(items) if origin is tuple else items
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, str, bool) and type(value) is annotation:
+        return value
+    raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+
+
+def _from_dict(cls: type, values: dict, where: str = "config") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys are {sorted(known)}")
+    defaults = cls()
+    kwargs = {}
+    for name in known:
+        if name in values:
+            current = getattr(defaults, name)
+            if dataclasses.is_dataclass(current) and isinstance(values[name], dict):
+                # Nested sections merge into their defaults rather than replacing them.
+                merged = _merge(dataclasses.asdict(current), values[name])
+                kwargs[name] = _coerce(merged, hints[name], f"{where}.{name}")
+            else:
+                kwargs[name] = _coerce(values[name], hints[name], f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return content
+
+
+def nested(key: str, value: Any) -> dict:
+    """``("a.b.c", value)`` -> ``{"a": {"b": {"c": value}}}``."""
+    *parents, last = key.split(".")
+    result: dict = {last: value}
+    for part in reversed(parents):
+        result = {part: result}
+    return result
+
+
+def parse_override(text: str) -> dict:
+    """``"a.b.c=value"`` -> ``{"a": {"b": {"c": value}}}`` with the value read as YAML data."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+    return nested(key.strip(), value)
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[dict] | None = None) -> ExperimentConfig:
+    """A preset name (see :func:`available_presets`) or a YAML path, then overrides, on the defaults."""
+    values: dict = {}
+    if name_or_path is not None:
+        path = Path(name_or_path)
+        if not path.suffix and (PRESET_DIR / f"{name_or_path}.yaml").exists():
+            path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(
+                f"config {str(name_or_path)!r} is neither a YAML file nor a preset ({', '.join(available_presets())})"
+            )
+        values = _read_yaml(path)
+        values.setdefault("name", path.stem)
+    for override in overrides or []:
+        values = _merge(values, override)
+    return _from_dict(ExperimentConfig, values)
+
+
+def config_to_dict(config: Any) -> dict:
+    """A plain, YAML-safe dict (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def save_config(config: ExperimentConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def read_config(path: Path) -> ExperimentConfig:
+    return _from_dict(ExperimentConfig, _read_yaml(path))

@@ -1,0 +1,204 @@
+"""The data contract (SPEC section 10): any netCDF or zarr file xarray opens becomes :class:`GriddedData`.
+
+- dims ``trajectory`` (optional), ``time`` and two spatial dims, the last two of every variable;
+- a variable with ``time`` is one channel, or one per entry of its single extra dim (e.g. ``level``);
+- a variable without ``time`` is a static condition, ``(trajectory, sp1, sp2)`` or ``(sp1, sp2)``;
+- NaN at the same points at all times is a mask (land); any other NaN or inf is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+
+class DataError(ValueError):
+    """Data that does not meet the contract; the message names what and where."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel: ``variable`` (the netCDF name), or one entry ``index`` of its extra dim."""
+
+    name: str
+    variable: str
+    extra_dim: str | None = None
+    index: int | None = None
+    units: str = ""
+    long_name: str = ""
+
+
+@dataclass
+class GriddedData:
+    """A split of a data set in memory, physical units.
+
+    values: (trajectories, time, C, H, W) float32; masked points hold 0.
+    static: (trajectories, S, H, W) float32 static conditions (S may be 0).
+    valid: (trajectories, H, W) bool, False at invariant-NaN points, or None when every point is valid.
+    """
+
+    values: np.ndarray
+    static: np.ndarray
+    channels: list[Channel]
+    static_names: list[str]
+    time: np.ndarray
+    spatial_dims: tuple[str, str]
+    spatial_coords: dict[str, np.ndarray]
+    valid: np.ndarray | None = None
+    extra_coords: dict[str, list] = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def num_trajectories(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return self.values.shape[-2], self.values.shape[-1]
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [channel.name for channel in self.channels]
+
+    def subsample_time(self, stride: int) -> "GriddedData":
+        """Every ``stride``-th frame, as a view (no copy)."""
+        if stride < 1:
+            raise DataError(f"time_stride must be >= 1, got {stride}")
+        if stride == 1:
+            return self
+        return GriddedData(
+            self.values[:, ::stride], self.static, self.channels, self.static_names, self.time[::stride],
+            self.spatial_dims, self.spatial_coords, self.valid, self.extra_coords, self.attrs, self.source,
+        )
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists()
+
+
+def _open(path: Path) -> xr.Dataset:
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist")
+    try:
+        if _is_zarr(path):
+            return xr.open_zarr(path)
+        return xr.open_dataset(path)
+    except Exception as error:  # xarray raises many types for unreadable files
+        raise DataError(f"cannot open {path} as netCDF or zarr: {error}") from None
+
+
+def resolve_split(path: str | Path, split: str | None) -> Path:
+    """A file stands for itself; a directory holds one file per split (``train.nc``, ``test.zarr``, ...)."""
+    path = Path(path)
+    if not path.is_dir() or _is_zarr(path):
+        return path
+    if split is None:
+        raise DataError(f"{path} is a directory: name the split to read")
+    for candidate in (path / f"{split}.nc", path / f"{split}.zarr"):
+        if candidate.exists():
+            return candidate
+    present = sorted(p.stem for p in path.iterdir() if p.suffix in (".nc", ".zarr"))
+    raise DataError(f"no split {split!r} in {path} (found: {', '.join(present) or 'no .nc or .zarr files'})")
+
+
+def open_gridded(path: str | Path, split: str | None = None) -> GriddedData:
+    """Read one split of a contract data set into memory and check it."""
+    file = resolve_split(path, split)
+    with _open(file) as ds:
+        return from_xarray(ds, str(file))
+
+
+def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData:
+    """Check an opened Dataset against the contract and load it; ``source`` names it in errors."""
+    if "time" not in ds.dims:
+        raise DataError(f"{source}: no 'time' dimension (dims are {list(ds.dims)})")
+    dynamic = [name for name in ds.data_vars if "time" in ds[name].dims]
+    static_vars = [name for name in ds.data_vars if "time" not in ds[name].dims]
+    if not dynamic:
+        raise DataError(f"{source}: no data variable has a 'time' dimension")
+    spatial = tuple(ds[dynamic[0]].dims[-2:])
+    if "time" in spatial or "trajectory" in spatial:
+        raise DataError(f"{source}: variable {dynamic[0]!r} has no two spatial dims after 'time'")
+    has_trajectories = "trajectory" in ds.dims
+    num_trajectories = ds.sizes["trajectory"] if has_trajectories else 1
+
+    channels: list[Channel] = []
+    arrays: list[np.ndarray] = []
+    extra_coords: dict[str, list] = {}
+    for name in dynamic:
+        var = ds[name]
+        if tuple(var.dims[-2:]) != spatial:
+            raise DataError(f"{source}: variable {name!r} has dims {var.dims}; its last two must be {spatial}")
+        extra = [d for d in var.dims if d not in ("trajectory", "time", *spatial)]
+        if len(extra) > 1:
+            raise DataError(f"{source}: variable {name!r} has more than one extra dimension ({extra})")
+        order = (["trajectory"] if has_trajectories else []) + ["time"] + extra + list(spatial)
+        array = np.asarray(var.transpose(*order).values, dtype=np.float32)
+        if not has_trajectories:
+            array = array[None]
+        if not extra:
+            array = array[:, :, None]
+        units, long_name = str(var.attrs.get("units", "")), str(var.attrs.get("long_name", ""))
+        if extra:
+            labels = [str(v) for v in (ds[extra[0]].values if extra[0] in ds.coords else range(var.sizes[extra[0]]))]
+            extra_coords[extra[0]] = list(ds[extra[0]].values) if extra[0] in ds.coords else list(range(len(labels)))
+            channels += [Channel(f"{name}_{label}", name, extra[0], i, units, long_name) for i, label in enumerate(labels)]
+        else:
+            channels.append(Channel(name, name, None, None, units, long_name))
+        arrays.append(array)
+    values = np.concatenate(arrays, axis=2) if len(arrays) > 1 else arrays[0]
+    valid = _invariant_nan_mask(values, channels, source)
+    if valid is not None:
+        values = np.where(valid[:, None, None], values, np.float32(0))
+
+    statics = []
+    for name in static_vars:
+        var = ds[name]
+        if tuple(var.dims[-2:]) != spatial or set(var.dims) - {"trajectory", *spatial}:
+            raise DataError(f"{source}: static variable {name!r} must have dims (trajectory, {', '.join(spatial)}) "
+                            f"or ({', '.join(spatial)}), got {var.dims}")
+        array = np.asarray(var.values, dtype=np.float32)
+        array = np.broadcast_to(array, (num_trajectories, *array.shape[-2:])) if array.ndim == 2 else array
+        if not np.isfinite(array).all():
+            raise DataError(f"{source}: static variable {name!r} contains NaN or inf")
+        statics.append(array)
+    height, width = values.shape[-2:]
+    static = np.stack(statics, axis=1) if statics else np.zeros((num_trajectories, 0, height, width), np.float32)
+
+    time = np.asarray(ds["time"].values)
+    if time.size < min_frames:
+        raise DataError(f"{source}: needs at least {min_frames} time steps, has {time.size}")
+    return GriddedData(
+        values=values, static=np.ascontiguousarray(static), channels=channels, static_names=static_vars,
+        time=time, spatial_dims=spatial, spatial_coords={d: np.asarray(ds[d].values) if d in ds.coords
+                                                         else np.arange(ds.sizes[d]) for d in spatial},
+        valid=valid, extra_coords=extra_coords, attrs=dict(ds.attrs), source=source,
+    )
+
+
+def _invariant_nan_mask(values: np.ndarray, channels: list[Channel], source: str) -> np.ndarray | None:
+    """(trajectories, H, W) validity from NaNs constant in time; raises on any other non-finite value."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return None
+    if np.isinf(values).any():
+        traj, time, channel = np.argwhere(np.isinf(values))[0][:3]
+        raise DataError(f"{source}: variable {channels[channel].variable!r} is infinite at trajectory {traj}, "
+                        f"time index {time}")
+    missing = ~finite
+    always_missing = missing.all(axis=1)  # (trajectories, C, H, W)
+    land = always_missing.any(axis=1)  # a point missing in any channel at all times is masked in all
+    varying = missing & ~always_missing[:, None]
+    if varying.any():
+        traj, time, channel = np.argwhere(varying)[0][:3]
+        raise DataError(f"{source}: variable {channels[channel].variable!r} has NaN at trajectory {traj}, "
+                        f"time index {time} that is not NaN at all times (only fixed land/obstacle masks may be NaN)")
+    return ~land

@@ -1,0 +1,58 @@
+"""Training windows ``x_t .. x_{t+h}`` taken lazily from one normalised array (no window is materialised).
+
+Each item returns only the frames a training step touches (x_t, x_{t+i}, x_{t+h}), so the memory of a
+batch does not grow with the horizon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class WindowDataset(Dataset):
+    """Windows of length ``horizon + 1`` over every trajectory.
+
+    values: (trajectories, time, C, H, W) normalised float32; static: (trajectories, S, H, W);
+    valid: (trajectories, H, W) bool or None.
+    Items (dict of tensors): ``initial`` (C, H, W) = x_t, ``end`` = x_{t+h}, ``static`` (S, H, W),
+    ``valid`` (H, W) bool, and with ``with_target``: ``target`` = x_{t+i} and ``time`` = i (float),
+    i drawn uniformly from 1..h-1 with torch's global generator (seeded by Lightning); with
+    ``with_window`` (validation only): ``window`` (h + 1, C, H, W).
+    """
+
+    def __init__(self, values: np.ndarray, static: np.ndarray, horizon: int, stride: int = 1,
+                 valid: np.ndarray | None = None, with_target: bool = False, with_window: bool = False):
+        num_trajectories, num_frames = values.shape[:2]
+        if num_frames <= horizon:
+            raise ValueError(f"trajectories have {num_frames} frames: too short for horizon {horizon} "
+                             f"(needs at least {horizon + 1})")
+        self.values = torch.from_numpy(values)  # shares memory with the numpy array
+        self.static = torch.from_numpy(np.ascontiguousarray(static))
+        height, width = values.shape[-2:]
+        self.valid = torch.from_numpy(valid) if valid is not None else torch.ones(num_trajectories, height, width, dtype=torch.bool)
+        self.horizon = horizon
+        self.with_target, self.with_window = with_target, with_window
+        starts = np.arange(0, num_frames - horizon, stride)
+        self.index = np.stack(np.meshgrid(np.arange(num_trajectories), starts, indexing="ij"), -1).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        trajectory, start = (int(v) for v in self.index[item])
+        frames = self.values[trajectory]
+        sample = {
+            "initial": frames[start],
+            "end": frames[start + self.horizon],
+            "static": self.static[trajectory],
+            "valid": self.valid[trajectory],
+        }
+        if self.with_target:
+            offset = int(torch.randint(1, self.horizon, ()))
+            sample["target"] = frames[start + offset]
+            sample["time"] = torch.tensor(float(offset))
+        if self.with_window:
+            sample["window"] = frames[start : start + self.horizon + 1]
+        return sample

@@ -1,0 +1,66 @@
+"""Figures and a Markdown report of an evaluation, written next to ``metrics.json``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+from dyffusion.evaluation.evaluate import Example
+from dyffusion.io import write_json, write_text
+from dyffusion.plots import plot_forecast_panels, plot_metrics_vs_lead_time, plot_spring_mesh, plot_spread_skill
+from dyffusion.run import Run
+
+SCORES = ("crps", "crps_fair", "mse", "ssr", "ssr_corrected")
+
+
+def write_evaluation(out: Path, label: str, run: Run, metrics: dict, example: Example | None) -> dict[str, Path]:
+    """``metrics.json`` plus PNG figures in ``out``; returns figure name -> path."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    figures = {
+        "metrics": plot_metrics_vs_lead_time({label: metrics}, out / "metrics_vs_lead_time.png"),
+        "spread_skill": plot_spread_skill({label: metrics}, out / "spread_skill.png"),
+    }
+    if example is not None:
+        names = [c.name for c in run.spec.channels]
+        figures["forecast"] = plot_forecast_panels(
+            example.initial, example.truth, example.ensemble, example.lead_times, out / "forecast.png",
+            channel=0, channel_name=names[0], mask=example.valid)
+        if run.spec.boundary_condition == "fixed_points" and names[-2:] == ["q_x", "q_y"]:
+            fixed = example.static[run.spec.static_names.index(run.spec.boundary_mask)]
+            figures["mesh"] = plot_spring_mesh(example.truth[:, -2:], example.ensemble[:, :, -2:],
+                                               example.lead_times, out / "spring_mesh.png", fixed_mask=fixed)
+    return figures
+
+
+def _number(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+
+
+def markdown_report(title: str, run: Run, metrics: dict, figures: dict[str, Path], out: Path,
+                    extra: dict | None = None) -> str:
+    """The report as Markdown, with figure links relative to ``out``."""
+    mean = metrics["mean"]
+    lines = [f"# {title}", ""]
+    for key, value in (extra or {}).items():
+        lines.append(f"- **{key}**: {value}")
+    lines += [
+        f"- **members**: {metrics['members']}, **initial conditions**: {metrics['initial_conditions']}, "
+        f"**rollout**: {metrics['rollout']} steps (horizon h = {run.horizon})",
+        f"- **sampler**: {metrics['sampler']} over {metrics['sampling_steps']} diffusion steps per horizon, "
+        f"{metrics['network_evaluations']:.0f} network evaluations per member and rollout",
+        f"- **sampling time**: {metrics['sampling_seconds']:.1f} s in all, "
+        f"{metrics['sampling_seconds_per_initial_condition']:.2f} s per initial condition ({metrics['members']} members)",
+        f"- **units**: {metrics['units']}; CRPS estimators: {metrics['crps_estimator']}",
+        "", "## Mean over lead times", "",
+        "| " + " | ".join(SCORES) + " |", "|" + "---|" * len(SCORES),
+        "| " + " | ".join(_number(mean[s]) for s in SCORES) + " |", "",
+        "## Figures", "",
+    ]
+    lines += [f"![{name}]({path.relative_to(out) if path.is_relative_to(out) else path})" for name, path in figures.items()]
+    lines += ["", "## Scores at every lead time", "", "| lead time | " + " | ".join(SCORES) + " |",
+              "|---|" + "---|" * len(SCORES)]
+    for i, lead in enumerate(metrics["lead_times"]):
+        lines.append(f"| {lead:g} | " + " | ".join(_number(metrics[s][i]) for s in SCORES) + " |")
+    return "\n".join(lines) + "\n"

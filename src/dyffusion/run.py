@@ -1,0 +1,164 @@
+"""A run directory: everything needed to forecast, and nothing that needs unpickling.
+
+    RUN/config.yaml              the resolved ExperimentConfig
+    RUN/data.json                channels, grid, time step, static names, boundary condition, normalisation
+    RUN/interpolator.safetensors weights of stage 1
+    RUN/forecaster.safetensors   weights of stage 2
+    RUN/training.json            what each stage spent and its best validation scores
+    RUN/checkpoints/, RUN/logs/  Lightning checkpoints (for resuming) and CSV logs
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dyffusion.config import ConfigError, ExperimentConfig, read_config
+from dyffusion.data.boundary import BoundaryCondition, build_boundary_condition
+from dyffusion.data.contract import Channel, GriddedData
+from dyffusion.data.normalization import Normalizer
+from dyffusion.forecaster.model import Forecaster
+from dyffusion.interpolator.model import Interpolator
+from dyffusion.io import load_weights
+from dyffusion.sampling.pipeline import DYffusionPipeline
+from dyffusion.schedule import StepSchedule
+
+
+class RunError(ValueError):
+    """A run directory that is missing, incomplete, or does not fit the data it is used with."""
+
+
+@dataclass
+class DataSpec:
+    """What a trained model knows of its data (stored as ``data.json``)."""
+
+    channels: list[Channel]
+    static_names: list[str]
+    spatial_dims: tuple[str, str]
+    grid_shape: tuple[int, int]
+    time_stride: int
+    time_step: float  # of the strided data, in the units of the time coordinate (seconds for datetimes)
+    normalizer: Normalizer
+    boundary_condition: str | None = None
+    boundary_mask: str | None = None
+    masked: bool = False  # the data has invariant-NaN points; their mask is an extra static channel
+
+    @classmethod
+    def from_data(cls, data: GriddedData, normalizer: Normalizer, time_stride: int) -> "DataSpec":
+        steps = np.diff(data.time[:2])
+        step = steps[0] / np.timedelta64(1, "s") if np.issubdtype(data.time.dtype, np.datetime64) else float(steps[0])
+        return cls(data.channels, data.static_names, data.spatial_dims, data.grid_shape, time_stride,
+                   float(step) * time_stride, normalizer, data.attrs.get("dyffusion_boundary_condition"),
+                   data.attrs.get("dyffusion_boundary_mask"), data.valid is not None)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def network_static_channels(self) -> int:
+        return len(self.static_names) + int(self.masked)
+
+    def check(self, data: GriddedData) -> None:
+        """Raise RunError unless ``data`` has the channels, static variables and grid the model was trained on."""
+        problems = []
+        if data.channel_names != [c.name for c in self.channels]:
+            problems.append(f"channels {data.channel_names} instead of {[c.name for c in self.channels]}")
+        if data.static_names != self.static_names:
+            problems.append(f"static variables {data.static_names} instead of {self.static_names}")
+        if tuple(data.grid_shape) != tuple(self.grid_shape):
+            problems.append(f"grid {tuple(data.grid_shape)} instead of {tuple(self.grid_shape)}")
+        if problems:
+            raise RunError(f"{data.source} does not fit this run: " + "; ".join(problems))
+
+    def network_static(self, data: GriddedData) -> np.ndarray:
+        """(trajectories, S', H, W): the static conditions plus the validity mask when the data is masked."""
+        if not self.masked:
+            return data.static
+        valid = data.valid if data.valid is not None else np.ones((data.num_trajectories, *data.grid_shape), bool)
+        return np.concatenate([data.static, valid[:, None].astype(np.float32)], axis=1)
+
+    def boundary(self) -> BoundaryCondition:
+        return build_boundary_condition(self.boundary_condition, self.static_names, self.boundary_mask)
+
+    def to_dict(self) -> dict:
+        return {
+            "channels": [asdict(c) for c in self.channels], "static_names": self.static_names,
+            "spatial_dims": list(self.spatial_dims), "grid_shape": list(self.grid_shape),
+            "time_stride": self.time_stride, "time_step": self.time_step, "normalizer": self.normalizer.to_dict(),
+            "boundary_condition": self.boundary_condition, "boundary_mask": self.boundary_mask, "masked": self.masked,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataSpec":
+        return cls([Channel(**c) for c in values["channels"]], list(values["static_names"]),
+                   tuple(values["spatial_dims"]), tuple(values["grid_shape"]), int(values["time_stride"]),
+                   float(values["time_step"]), Normalizer.from_dict(values["normalizer"]),
+                   values.get("boundary_condition"), values.get("boundary_mask"), bool(values.get("masked", False)))
+
+
+def build_models(config: ExperimentConfig, spec: DataSpec) -> tuple[Interpolator, Forecaster]:
+    channels, static = spec.num_channels, spec.network_static_channels
+    interpolator = Interpolator(config.interpolator.network, channels, static)
+    forecaster = Forecaster(config.forecaster.network, channels, static, config.forecaster.conditioning)
+    return interpolator, forecaster
+
+
+class Run:
+    """A trained (or partly trained) DYffusion model loaded from its directory."""
+
+    def __init__(self, path: Path, config: ExperimentConfig, spec: DataSpec, interpolator: Interpolator,
+                 forecaster: Forecaster):
+        self.path, self.config, self.spec = path, config, spec
+        self.interpolator, self.forecaster = interpolator, forecaster
+
+    @property
+    def horizon(self) -> int:
+        return self.config.data.horizon
+
+    @property
+    def schedule(self) -> StepSchedule:
+        return StepSchedule(self.horizon, self.config.forecaster.schedule, self.config.forecaster.extra_steps)
+
+    @classmethod
+    def load(cls, path: str | Path, need_forecaster: bool = True) -> "Run":
+        path = Path(path)
+        if not path.is_dir():
+            raise RunError(f"run directory {path} does not exist")
+        for name in ("config.yaml", "data.json", "interpolator.safetensors"):
+            if not (path / name).exists():
+                raise RunError(f"run directory {path} is incomplete: {name} is missing (did training finish?)")
+        if need_forecaster and not (path / "forecaster.safetensors").exists():
+            raise RunError(f"run directory {path} has no trained forecaster yet: run `dyffusion fit --stage forecaster`")
+        try:
+            config = read_config(path / "config.yaml")
+            spec = DataSpec.from_dict(json.loads((path / "data.json").read_text()))
+        except (ConfigError, KeyError, TypeError, ValueError) as error:
+            raise RunError(f"run directory {path}: unreadable config or data.json ({error})") from None
+        interpolator, forecaster = build_models(config, spec)
+        for module, name in ((interpolator, "interpolator"), (forecaster, "forecaster")):
+            file = path / f"{name}.safetensors"
+            if file.exists():
+                try:
+                    load_weights(module, file)
+                except Exception as error:  # safetensors raises several types for damaged files
+                    raise RunError(f"{file}: cannot load weights ({error})") from None
+        return cls(path, config, spec, interpolator, forecaster)
+
+    def pipeline(self, sampler: str | None = None, steps=None, refine: bool | None = None,
+                 max_batch: int | None = None) -> DYffusionPipeline:
+        sampling = self.config.sampling
+        return DYffusionPipeline(
+            self.interpolator, self.forecaster, self.schedule, self.spec.boundary(),
+            sampler=sampler or sampling.sampler, steps=steps if steps is not None else sampling.steps,
+            refine=sampling.refine if refine is None else refine, max_batch=max_batch or sampling.max_batch,
+        )
+
+    def to(self, device: str | torch.device) -> "Run":
+        self.interpolator.to(device)
+        self.forecaster.to(device)
+        return self

@@ -1,0 +1,96 @@
+"""The command line end to end on tiny data, and its answers to bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from dyffusion.cli.main import main
+from dyffusion.run import Run
+
+
+def test_fit_writes_a_self_contained_run(tiny_run):
+    for name in ("config.yaml", "data.json", "interpolator.safetensors", "forecaster.safetensors", "training.json"):
+        assert (tiny_run / name).exists()
+    summary = json.loads((tiny_run / "training.json").read_text())
+    assert summary["interpolator"]["best_val_crps"] > 0 and summary["forecaster"]["best_val_crps"] > 0
+    run = Run.load(tiny_run)
+    assert run.horizon == 4 and [c.name for c in run.spec.channels] == ["p_x", "p_y", "q_x", "q_y"]
+
+
+def test_evaluate_writes_metrics_per_lead_time(tiny_run, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(tiny_run), "--members", "3", "--rollout", "10", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["lead_times"] == list(range(1, 11))
+    for key in ("crps", "crps_fair", "mse", "ssr", "ssr_corrected"):
+        assert len(metrics[key]) == 10 and all(np.isfinite(metrics[key]))
+        assert np.isclose(metrics["mean"][key], np.mean(metrics[key]))
+    assert metrics["members"] == 3 and metrics["initial_conditions"] == 2 and metrics["sampling_seconds"] > 0
+    # The fair CRPS subtracts a larger spread term than the paper's estimator.
+    assert all(fair <= paper for fair, paper in zip(metrics["crps_fair"], metrics["crps"]))
+    assert (out / "metrics_vs_lead_time.png").exists() and (out / "report.md").exists()
+
+
+def test_forecast_writes_the_data_layout_and_applies_boundary_conditions(tiny_run, spring_data, tmp_path):
+    out = tmp_path / "forecast.nc"
+    assert main(["forecast", str(tiny_run), "--data", str(spring_data), "--members", "3", "--steps", "6",
+                 "--out", str(out), "--quiet"]) == 0
+    forecast = xr.open_dataset(out)
+    assert forecast["q"].dims == ("member", "lead_time", "component", "y", "x")
+    assert forecast.sizes["member"] == 3 and forecast["lead_time"].values.tolist() == [1, 2, 3, 4, 5, 6]
+    assert {"truth_p", "truth_q"} <= set(forecast.data_vars)
+    truth = xr.open_dataset(spring_data / "test.nc")
+    fixed = truth["fixed_mask"].values > 0.5
+    # Fixed particles stay exactly at rest in every member and lead time.
+    np.testing.assert_array_equal(forecast["q"].values[..., fixed],
+                                  np.broadcast_to(truth["q"].values[0, 0][..., fixed], forecast["q"].values[..., fixed].shape))
+    assert (forecast["p"].values[..., fixed] == 0).all()
+    members = forecast["q"].values
+    assert np.abs(members[0] - members[1]).max() > 0  # MC dropout makes members differ
+
+
+def test_forecast_at_real_valued_times(tiny_run, spring_data, tmp_path):
+    out = tmp_path / "times.nc"
+    assert main(["forecast", str(tiny_run), "--data", str(spring_data), "--members", "2", "--times", "0.5,1,2.5,4",
+                 "--out", str(out), "--quiet"]) == 0
+    assert xr.open_dataset(out)["lead_time"].values.tolist() == [0.5, 1, 2.5, 4]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["evaluate", "{tmp}/missing"], "does not exist"),
+    (["evaluate", "{run}", "--data", "{tmp}/nothing.nc"], "does not exist"),
+    (["evaluate", "{run}", "--members", "0"], "members must be >= 1"),
+    (["evaluate", "{run}", "--rollout", "500"], "too short for a rollout"),
+    (["fit", "{data}", "--out", "{tmp}/r", "--horizon", "100", "--max-epochs", "1"], "too short for horizon 100"),
+    (["fit", "{data}", "--out", "{tmp}/r", "--config", "no-such-preset"], "neither a YAML file nor a preset"),
+    (["fit", "{data}", "--out", "{tmp}/r", "--set", "interpolator.dropout=0.1"], "unknown key"),
+])
+def test_bad_input_gets_one_clear_line(args, message, tiny_run, spring_data, tmp_path, capsys):
+    filled = [a.format(tmp=tmp_path, run=tiny_run, data=spring_data) for a in args]
+    assert main(filled) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0]
+
+
+def test_incomplete_or_foreign_runs_are_refused(tiny_run, spring_data, tmp_path, capsys):
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "config.yaml").write_text((tiny_run / "config.yaml").read_text())
+    assert main(["evaluate", str(incomplete), "--data", str(spring_data)]) == 2
+    assert "incomplete" in capsys.readouterr().err
+    # Data of another shape: a grid the run was not trained on.
+    other = xr.open_dataset(spring_data / "test.nc").isel(x=slice(0, 8))
+    other.to_netcdf(tmp_path / "test.nc")
+    assert main(["evaluate", str(tiny_run), "--data", str(tmp_path), "--members", "2"]) == 2
+    assert "grid (10, 8) instead of (10, 10)" in capsys.readouterr().err
+
+
+def test_console_script_exits_nonzero_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dyffusion.cli.main", "evaluate", str(tmp_path / "none")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "does not exist" in result.stderr
