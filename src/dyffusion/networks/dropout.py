@@ -1,0 +1,40 @@
+"""Monte-Carlo dropout switch: the interpolator's only source of stochasticity at inference.
+
+The backbones use elementwise ``nn.Dropout`` (not ``Dropout2d``): on small grids (10x10 spring
+mesh) with a few dozen channels, dropping whole feature maps perturbs the output coarsely and
+uniformly in space, whereas elementwise masks give spatially varying ensemble spread, which is
+what the DYffusion interpolator is effectively trained and sampled with.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+# Public dropout classes (all share the private base ``_DropoutNd``, which we avoid relying on).
+_DROPOUT_TYPES = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+
+def set_mc_dropout(module: nn.Module, enabled: bool) -> nn.Module:
+    """Put ``module`` in eval mode, then (if ``enabled``) only its dropout layers in train mode.
+
+    Normalisation layers therefore keep their eval behaviour while each forward pass draws fresh
+    dropout masks. Returns ``module`` (modified in place) for chaining.
+    """
+    module.eval()
+    if enabled:
+        for m in module.modules():
+            if isinstance(m, _DROPOUT_TYPES):
+                m.train()
+    return module
+
+
+def has_dropout(module: nn.Module) -> bool:
+    """True if ``module`` contains a dropout layer with a non-zero rate (MC dropout is stochastic)."""
+    return any(isinstance(m, _DROPOUT_TYPES) and m.p > 0 for m in module.modules())
