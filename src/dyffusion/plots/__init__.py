@@ -1,0 +1,10 @@
+"""Report figures (PNG, rendered headless with Agg)."""
+
+from dyffusion.plots.figures import (
+    plot_forecast_panels,
+    plot_metrics_vs_lead_time,
+    plot_spread_skill,
+    plot_spring_mesh,
+)
+
+__all__ = ["plot_metrics_vs_lead_time", "plot_forecast_panels", "plot_spring_mesh", "plot_spread_skill"]

@@ -1,0 +1,222 @@
+"""Report figures: scores vs lead time, forecast panels, spring-mesh ensembles, spread vs skill.
+
+Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas, never through
+pyplot: no global figure registry (nothing leaks, nothing to close), no GUI backend, safe headless.
+Every function writes a PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+__all__ = ["plot_metrics_vs_lead_time", "plot_forecast_panels", "plot_spring_mesh", "plot_spread_skill"]
+
+DPI = 120
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    fig.clear()  # free the artists now rather than at garbage collection
+    return path
+
+
+def _lead_rows(n_leads: int, max_leads: int) -> list[int]:
+    """Up to max_leads lead indices spread evenly over 0..n_leads-1, first and last included."""
+    n = max(1, min(max_leads, n_leads))
+    return sorted({int(round(i)) for i in np.linspace(0, n_leads - 1, n)})
+
+
+def _series(scores: dict, key: str) -> np.ndarray:
+    if key == "rmse" and "rmse" not in scores:
+        return np.sqrt(np.asarray(scores["mse"], dtype=float))
+    return np.asarray(scores[key], dtype=float)
+
+
+def plot_metrics_vs_lead_time(results: dict[str, dict], path, title: str | None = None) -> Path:
+    """results: label -> ``LeadTimeScores.compute()`` dict. Panels CRPS, RMSE, SSR (dashed ideal 1)."""
+    fig = _new_figure((13, 3.8))
+    axes = fig.subplots(1, 3)
+    panels = [("crps", "CRPS"), ("rmse", "RMSE"), ("ssr", "Spread-skill ratio")]
+    for label, scores in results.items():
+        x = np.asarray(scores["lead_times"], dtype=float)
+        for ax, (key, _) in zip(axes, panels):
+            ax.plot(x, _series(scores, key), marker="o", ms=3, lw=1.5, label=label)
+    for ax, (_, name) in zip(axes, panels):
+        ax.set_xlabel("lead time")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[2].axhline(1.0, color="k", ls="--", lw=1, label="ideal")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _cmap(name: str):
+    return matplotlib.colormaps[name].with_extremes(bad="0.7")  # masked (land/obstacle) and NaN points grey
+
+
+def plot_forecast_panels(
+    initial: np.ndarray,
+    truth: np.ndarray,
+    ensemble: np.ndarray,
+    lead_times: Sequence[float],
+    path,
+    channel: int = 0,
+    channel_name: str = "",
+    mask: np.ndarray | None = None,
+    max_leads: int = 4,
+) -> Path:
+    """Forecast of one channel. initial (C, H, W), truth (L, C, H, W), ensemble (M, L, C, H, W).
+
+    Rows: up to ``max_leads`` lead times spread evenly. Columns: initial condition (first row only),
+    truth, ensemble mean, ensemble std, members 1 and 2, |mean - truth|. Value panels share one
+    colour scale; std and error each have their own. ``mask`` (H, W) bool, True = valid.
+    """
+    init = np.asarray(initial, dtype=float)[channel]
+    tru = np.asarray(truth, dtype=float)[:, channel]
+    ens = np.asarray(ensemble, dtype=float)[:, :, channel]
+    invalid = np.zeros(init.shape, bool) if mask is None else ~np.broadcast_to(np.asarray(mask, bool), init.shape)
+
+    def masked(a: np.ndarray) -> np.ma.MaskedArray:
+        return np.ma.masked_invalid(np.ma.masked_where(np.broadcast_to(invalid, a.shape), a))
+
+    rows = _lead_rows(tru.shape[0], max_leads)
+    n_members = min(2, ens.shape[0])
+    mean, std = ens.mean(0), ens.std(0)
+    err = np.abs(mean - tru)
+    cols = ["initial", "truth", "ens. mean", "ens. std"] + [f"member {i + 1}" for i in range(n_members)] + ["|mean - truth|"]
+
+    def limits(*arrays: np.ndarray, lo0: bool = False) -> tuple[float, float]:
+        vals = np.concatenate([masked(a).compressed().ravel() for a in arrays])
+        if vals.size == 0:
+            return 0.0, 1.0
+        lo, hi = (0.0 if lo0 else float(vals.min())), float(vals.max())
+        return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+    shown = np.asarray(rows)
+    vlim = limits(init, tru[shown], mean[shown], ens[:n_members][:, shown])
+    slim, elim = limits(std[shown], lo0=True), limits(err[shown], lo0=True)
+    val_cmap, pos_cmap = _cmap("viridis"), _cmap("magma")
+
+    fig = _new_figure((2.1 * len(cols) + 1.0, 2.1 * len(rows) + 0.9))
+    axes = np.atleast_2d(fig.subplots(len(rows), len(cols), squeeze=False))
+    kw = dict(origin="lower", interpolation="nearest")
+    ims = {}
+    for r, li in enumerate(rows):
+        fields = [init, tru[li], mean[li], std[li]] + [ens[k, li] for k in range(n_members)] + [err[li]]
+        for c, (name, field) in enumerate(zip(cols, fields)):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name == "initial" and r > 0:
+                ax.set_axis_off()  # the initial condition is the same for every lead time
+                continue
+            kind = "std" if name == "ens. std" else "err" if name.startswith("|") else "value"
+            lim = {"std": slim, "err": elim, "value": vlim}[kind]
+            cmap = val_cmap if kind == "value" else pos_cmap
+            ims[kind] = ax.imshow(masked(field), cmap=cmap, vmin=lim[0], vmax=lim[1], **kw)
+            if r == 0:
+                ax.set_title("initial (t = 0)" if name == "initial" else name, fontsize=9)
+        axes[r, 1].set_ylabel(f"t = {lead_times[li]:g}", fontsize=9)
+    fig.colorbar(ims["value"], ax=axes[:, :3], location="bottom", shrink=0.6, label="value")
+    fig.colorbar(ims["std"], ax=axes[:, 3], location="bottom", shrink=0.9, label="std")
+    # Same scale as the first value bar; every column needs a bar below it or constrained layout misaligns rows.
+    fig.colorbar(ims["value"], ax=axes[:, 4 : 4 + n_members], location="bottom", shrink=0.6, label="value")
+    fig.colorbar(ims["err"], ax=axes[:, -1], location="bottom", shrink=0.9, label="abs. error")
+    fig.suptitle(f"{channel_name or f'channel {channel}'}: {ens.shape[0]} members")
+    return _save(fig, path)
+
+
+def _spring_segments(pos: np.ndarray) -> np.ndarray:
+    """pos (2, N1, N2) -> segments (S, 2, 2) joining Chebyshev-distance-1 neighbours (incl. diagonals)."""
+    p = np.moveaxis(np.asarray(pos, dtype=float), 0, -1)  # (N1, N2, 2)
+    pairs = [
+        (p[:, :-1], p[:, 1:]),  # along dim 2
+        (p[:-1, :], p[1:, :]),  # along dim 1
+        (p[:-1, :-1], p[1:, 1:]),  # diagonal
+        (p[:-1, 1:], p[1:, :-1]),  # anti-diagonal
+    ]
+    return np.concatenate([np.stack([a.reshape(-1, 2), b.reshape(-1, 2)], axis=1) for a, b in pairs])
+
+
+def plot_spring_mesh(
+    positions_truth: np.ndarray,
+    positions_ensemble: np.ndarray,
+    lead_times: Sequence[float],
+    path,
+    fixed_mask: np.ndarray | None = None,
+    max_leads: int = 4,
+) -> Path:
+    """Mass-spring mesh, one panel per lead time. positions_truth (L, 2, N1, N2) with channels (x, y),
+    positions_ensemble (M, L, 2, N1, N2). Truth solid black, members thin translucent colours,
+    fixed particles (``fixed_mask`` (N1, N2) bool) marked with red squares."""
+    tru = np.asarray(positions_truth, dtype=float)
+    ens = np.asarray(positions_ensemble, dtype=float)
+    rows = _lead_rows(tru.shape[0], max_leads)
+    m = ens.shape[0]
+    colors = matplotlib.colormaps["tab10" if m <= 10 else "viridis"](np.linspace(0, 1, m) if m > 10 else np.arange(m))
+    # One shared axis range so that motion between lead times is visible.
+    pts = np.concatenate([tru[rows].reshape(len(rows), 2, -1), ens[:, rows].reshape(-1, 2, tru[0, 0].size)], axis=0)
+    lo, hi = np.nanmin(pts, axis=(0, 2)), np.nanmax(pts, axis=(0, 2))
+    pad = 0.05 * max(float(np.max(hi - lo)), 1e-9)
+
+    fig = _new_figure((3.3 * len(rows) + 0.4, 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(rows), squeeze=False)[0])
+    alpha = max(0.15, min(0.6, 3.0 / m))
+    for ax, li in zip(axes, rows):
+        for k in range(m):
+            ax.add_collection(LineCollection(_spring_segments(ens[k, li]), colors=[colors[k]], linewidths=0.6, alpha=alpha))
+            ax.scatter(ens[k, li, 0].ravel(), ens[k, li, 1].ravel(), s=3, color=colors[k], alpha=alpha, lw=0)
+        ax.add_collection(LineCollection(_spring_segments(tru[li]), colors="k", linewidths=1.2))
+        ax.scatter(tru[li, 0].ravel(), tru[li, 1].ravel(), s=8, color="k", zorder=3)
+        if fixed_mask is not None:
+            fm = np.asarray(fixed_mask, bool)
+            ax.scatter(tru[li, 0][fm], tru[li, 1][fm], s=40, marker="s", facecolors="none", edgecolors="r", lw=1.2, zorder=4)
+        ax.set_xlim(lo[0] - pad, hi[0] + pad)
+        ax.set_ylim(lo[1] - pad, hi[1] + pad)
+        ax.set_aspect("equal")
+        ax.set_title(f"t = {lead_times[li]:g}", fontsize=10)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"Spring mesh: truth (black) and {m} ensemble members" + (", fixed particles in red" if fixed_mask is not None else ""))
+    return _save(fig, path)
+
+
+def plot_spread_skill(results: dict[str, dict], path) -> Path:
+    """Ensemble spread sqrt(mean variance) = rmse * ssr against RMSE, one point per lead time, y = x dashed."""
+    fig = _new_figure((5.2, 4.8))
+    ax = fig.subplots()
+    top = 0.0
+    for label, scores in results.items():
+        rmse = _series(scores, "rmse")
+        spread = rmse * _series(scores, "ssr")
+        ok = np.isfinite(rmse) & np.isfinite(spread)
+        ax.plot(rmse[ok], spread[ok], marker="o", ms=4, lw=1.2, label=label)
+        if ok.any():
+            top = max(top, float(rmse[ok].max()), float(spread[ok].max()))
+    top = top * 1.05 or 1.0
+    ax.plot([0, top], [0, top], "k--", lw=1, label="spread = RMSE")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_aspect("equal")
+    ax.set_xlabel("RMSE of ensemble mean")
+    ax.set_ylabel("ensemble spread")
+    ax.set_title("Spread vs skill (per lead time)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
