@@ -94,3 +94,27 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "does not exist" in result.stderr
+
+
+def test_checkpoint_is_the_epoch_with_the_best_validation_crps(spring_data, tmp_path):
+    from safetensors.torch import load_file
+    import csv
+    import torch
+
+    from tests.conftest import TINY_NETWORK
+
+    run = tmp_path / "run"
+    assert main(["fit", str(spring_data), "--out", str(run), "--horizon", "4", "--max-epochs", "4", "--quiet",
+                 "--stage", "interpolator", "--set", "data.time_stride=2", "--set", "trainer.batches_per_epoch=2",
+                 "--set", "interpolator.batch_size=4", "--set", "interpolator.val_members=3",
+                 "--set", "interpolator.learning_rate=0.01", *TINY_NETWORK]) == 0
+    with open(run / "logs" / "interpolator" / "version_0" / "metrics.csv") as handle:
+        logged = [float(row["val/crps"]) for row in csv.DictReader(handle) if row.get("val/crps")]
+    assert len(logged) == 4
+    summary = json.loads((run / "training.json").read_text())
+    assert summary["interpolator"]["best_val_crps"] == pytest.approx(min(logged))
+    best = torch.load(run / "checkpoints" / "interpolator" / "best.ckpt", weights_only=True)["state_dict"]
+    saved = load_file(str(run / "interpolator.safetensors"))
+    for name, tensor in saved.items():
+        torch.testing.assert_close(tensor, best[f"interpolator.{name}"])
+    assert not (run / "forecaster.safetensors").exists()

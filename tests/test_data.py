@@ -126,3 +126,16 @@ def test_fixed_points_boundary_condition_keeps_initial_values():
     torch.testing.assert_close(fixed[:, :, :, :2], frames[:, :, :, :2])
     with pytest.raises(ValueError):
         build_boundary_condition("fixed_points", ["other"], "fixed_mask")
+
+
+def test_per_point_normalizer_removes_the_mean_field():
+    rng = np.random.default_rng(1)
+    field = np.arange(12, dtype=np.float32).reshape(1, 1, 1, 3, 4) * 10  # a fixed spatial pattern
+    values = field + rng.normal(0, 0.5, (2, 40, 1, 3, 4)).astype(np.float32)
+    values[:, :, :, 0, 0] = 7.0  # a point that never changes (a fixed particle)
+    normalizer = Normalizer.fit(values, per_point=True)
+    assert normalizer.mean.shape == (1, 3, 4)
+    normalised = normalizer.normalize_array(values)
+    np.testing.assert_allclose(normalised.mean(axis=(0, 1)), 0, atol=1e-4)
+    np.testing.assert_allclose(normalised.std(axis=(0, 1))[0, 1:, 1:], 1, atol=1e-4)
+    assert normalizer.std[0, 0, 0] == 1 and normalised[0, 0, 0, 0, 0] == 0

@@ -29,12 +29,14 @@ class DataConfig:
     time_stride: use every n-th stored frame (coarser data time step).
     window_stride: distance between the starts of consecutive training windows.
     val_window_stride: the same for validation windows (``None``: one window per horizon).
+    normalization: ``channel`` (one mean and std per channel) or ``point`` (per channel and grid point).
     """
 
     horizon: int = 16
     time_stride: int = 1
     window_stride: int = 1
     val_window_stride: int | None = None
+    normalization: str = "channel"
 
 
 @dataclass

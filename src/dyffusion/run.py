@@ -49,10 +49,11 @@ class DataSpec:
 
     @classmethod
     def from_data(cls, data: GriddedData, normalizer: Normalizer, time_stride: int) -> "DataSpec":
+        """``data`` is already subsampled by ``time_stride``."""
         steps = np.diff(data.time[:2])
         step = steps[0] / np.timedelta64(1, "s") if np.issubdtype(data.time.dtype, np.datetime64) else float(steps[0])
         return cls(data.channels, data.static_names, data.spatial_dims, data.grid_shape, time_stride,
-                   float(step) * time_stride, normalizer, data.attrs.get("dyffusion_boundary_condition"),
+                   float(step), normalizer, data.attrs.get("dyffusion_boundary_condition"),
                    data.attrs.get("dyffusion_boundary_mask"), data.valid is not None)
 
     @property

@@ -96,7 +96,10 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     if stage == "forecaster":
         spec = Run.load(run, need_forecaster=False).spec  # the normalisation stage 1 was trained with
     else:
-        spec = DataSpec.from_data(train, Normalizer.fit(train.values, train.valid), config.data.time_stride)
+        if config.data.normalization not in ("channel", "point"):
+            raise ValueError(f"data.normalization must be 'channel' or 'point', got {config.data.normalization!r}")
+        normalizer = Normalizer.fit(train.values, train.valid, per_point=config.data.normalization == "point")
+        spec = DataSpec.from_data(train, normalizer, config.data.time_stride)
     spec.check(val)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / "config.yaml")
