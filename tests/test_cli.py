@@ -97,9 +97,10 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
 
 
 def test_checkpoint_is_the_epoch_with_the_best_validation_crps(spring_data, tmp_path):
-    from safetensors.torch import load_file
     import csv
+
     import torch
+    from safetensors.torch import load_file
 
     from tests.conftest import TINY_NETWORK
 
@@ -118,3 +119,14 @@ def test_checkpoint_is_the_epoch_with_the_best_validation_crps(spring_data, tmp_
     for name, tensor in saved.items():
         torch.testing.assert_close(tensor, best[f"interpolator.{name}"])
     assert not (run / "forecaster.safetensors").exists()
+
+
+def test_nan_in_training_data_is_named(spring_data, tmp_path, capsys):
+    for split in ("train", "val"):
+        ds = xr.open_dataset(spring_data / f"{split}.nc").load()
+        if split == "train":
+            ds["p"][1, 7, 0, 3, 3] = np.nan
+        ds.to_netcdf(tmp_path / f"{split}.nc")
+    assert main(["fit", str(tmp_path), "--out", str(tmp_path / "run"), "--max-epochs", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "'p' has NaN at trajectory 1, time index 7" in error and "Traceback" not in error

@@ -3,9 +3,9 @@
 import torch
 from torch import nn
 
+from dyffusion.config import ForecasterConfig, SamplingConfig
 from dyffusion.forecaster import forecaster_loss
 from dyffusion.forecaster.module import ForecasterModule
-from dyffusion.config import ForecasterConfig, SamplingConfig
 from dyffusion.interpolator import Interpolator, interpolator_loss
 from dyffusion.networks import NetworkConfig
 

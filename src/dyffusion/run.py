@@ -148,7 +148,8 @@ class Run:
                     load_weights(module, file)
                 except Exception as error:  # safetensors raises several types for damaged files
                     raise RunError(f"{file}: cannot load weights ({error})") from None
-        return cls(path, config, spec, interpolator, forecaster)
+        run = cls(path, config, spec, interpolator, forecaster)
+        return run.to("cuda" if torch.cuda.is_available() else "cpu")
 
     def pipeline(self, sampler: str | None = None, steps=None, refine: bool | None = None,
                  max_batch: int | None = None) -> DYffusionPipeline:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-
 from dyffusion.evaluation.evaluate import Example
-from dyffusion.io import write_json, write_text
-from dyffusion.plots import plot_forecast_panels, plot_metrics_vs_lead_time, plot_spring_mesh, plot_spread_skill
+from dyffusion.io import write_json
+from dyffusion.plots import plot_forecast_panels, plot_metrics_vs_lead_time, plot_spread_skill, plot_spring_mesh
 from dyffusion.run import Run
 
 SCORES = ("crps", "crps_fair", "mse", "ssr", "ssr_corrected")

@@ -69,8 +69,9 @@ class DYffusionPipeline:
         set_mc_dropout(self.interpolator, True)
         set_mc_dropout(self.forecaster, self.forecaster_dropout)
         batch = initial.shape[0]
-        flat_initial = initial.repeat(members, 1, 1, 1)  # member-major: row m * B + b
-        flat_static = static.repeat(members, 1, 1, 1)
+        device = next(self.forecaster.parameters()).device  # inputs follow the model; outputs come back
+        flat_initial = initial.to(device).repeat(members, 1, 1, 1)  # member-major: row m * B + b
+        flat_static = static.to(device).repeat(members, 1, 1, 1)
         rows = max(1, self.max_batch)
         lead_times, outputs = None, []
         self.network_evaluations = 0.0
@@ -78,7 +79,7 @@ class DYffusionPipeline:
             chunk_initial = flat_initial[start : start + rows]
             chunk_static = flat_static[start : start + rows]
             lead_times, frames = self._sample_chunk(chunk_initial, chunk_static, output_times)
-            outputs.append(self.boundary_condition(frames, chunk_initial, chunk_static))
+            outputs.append(self.boundary_condition(frames, chunk_initial, chunk_static).to(initial.device))
         # Each chunk counted its calls per own sample; average them over the chunks.
         self.network_evaluations /= len(outputs)
         frames = torch.cat(outputs)
