@@ -30,7 +30,8 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks and noise")
     parser.add_argument("--sampler", choices=["cold", "naive"], help="reverse process (default: the run's)")
     parser.add_argument("--sampling-steps", help="all, dynamical, every:m, first:m, or a list like 0,0.5,1,3")
-    parser.add_argument("--no-refine", action="store_true", help="keep the intermediate lead times the loop lands on")
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                        help="re-predict intermediate lead times from the final forecast (default: the run's)")
     parser.add_argument("--split", default="test", help="split to read from a data directory (default: test)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -122,7 +123,7 @@ def _pipeline_options(args: argparse.Namespace) -> dict:
     from dyffusion.schedule import parse_steps
 
     return {"sampler": args.sampler, "steps": parse_steps(args.sampling_steps) if args.sampling_steps else None,
-            "refine": False if args.no_refine else None}
+            "refine": args.refine}
 
 
 def _run_data(args: argparse.Namespace):
@@ -181,14 +182,8 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     from dyffusion.io import atomic_path
 
     run, data = _run_data(args)
-    run_options = _pipeline_options(args)
-    run.config.sampling.sampler = run_options["sampler"] or run.config.sampling.sampler
-    if run_options["steps"] is not None:
-        run.config.sampling.steps = run_options["steps"]
-    if run_options["refine"] is not None:
-        run.config.sampling.refine = run_options["refine"]
     dataset = forecast_dataset(run, data, args.trajectory, args.start, args.members, args.steps, args.times,
-                               args.seed, args.member_dim)
+                               args.seed, args.member_dim, _pipeline_options(args))
     with atomic_path(args.out) as temporary:
         dataset.to_netcdf(temporary, engine="netcdf4")
     print(f"forecast written to {args.out} ({dataset.sizes[args.member_dim]} members, "

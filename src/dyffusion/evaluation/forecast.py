@@ -14,7 +14,7 @@ from dyffusion.run import DataSpec, Run
 
 def forecast_dataset(run: Run, data: GriddedData, trajectory: int = 0, start: int = 0, members: int | None = None,
                      steps: int | None = None, times: Sequence[float] | None = None, seed: int = 0,
-                     member_dim: str = "member") -> xr.Dataset:
+                     member_dim: str = "member", pipeline_options: dict | None = None) -> xr.Dataset:
     """Ensemble from frame ``start`` of ``trajectory``: ``steps`` lead times by rollout (default h), or the
     real-valued ``times`` in (0, h] (units of the data time step x stride)."""
     run.spec.check(data)
@@ -29,7 +29,7 @@ def forecast_dataset(run: Run, data: GriddedData, trajectory: int = 0, start: in
     normalizer = run.spec.normalizer
     initial = normalizer.normalize(torch.from_numpy(data.values[trajectory, start][None]))
     static = torch.from_numpy(np.ascontiguousarray(run.spec.network_static(data)[trajectory][None]))
-    pipeline = run.pipeline()
+    pipeline = run.pipeline(**(pipeline_options or {}))
     torch.manual_seed(seed)
     if times is not None:
         lead_times, frames = pipeline.forecast(initial, static, members, output_times=list(times))
