@@ -38,10 +38,10 @@ class InterpolatorModule(pl.LightningModule):
         set_mc_dropout(self.interpolator, True)
         members, size = self.config.val_members, batch["initial"].shape[0]
         crps, mse = [], []
+        initial, end, static = (batch[key].repeat(members, 1, 1, 1) for key in ("initial", "end", "static"))
         for time in self.val_times:
-            repeat = lambda x: x.repeat(members, *([1] * (x.dim() - 1)))  # noqa: E731
             times = torch.full((members * size,), float(time), device=self.device)
-            ensemble = self.interpolator(repeat(batch["initial"]), repeat(batch["end"]), times, repeat(batch["static"]))
+            ensemble = self.interpolator(initial, end, times, static)
             ensemble = ensemble.reshape(members, size, *ensemble.shape[1:])
             truth = batch["window"][:, time]
             crps.append(masked_mean(crps_ensemble(ensemble, truth), batch["valid"]))
