@@ -87,7 +87,7 @@ def test_missing_or_unreadable_files_and_splits(tmp_path):
 
 def test_windows_are_views_and_hold_only_three_frames():
     values = np.arange(2 * 10 * 1 * 2 * 2, dtype=np.float32).reshape(2, 10, 1, 2, 2)
-    windows = WindowDataset(values, np.zeros((2, 0, 2, 2), np.float32), horizon=4, stride=2, with_target=True)
+    windows = WindowDataset(values, np.zeros((2, 0, 2, 2), np.float32), horizon=4, stride=2, target_range=(1, 3))
     assert len(windows) == 2 * 3  # starts 0, 2, 4 (start + h <= 9)
     torch.manual_seed(0)
     item = windows[4]  # trajectory 1, start 2

@@ -97,6 +97,31 @@ class SamplingConfig:
 
 
 @dataclass
+class BaselineConfig:
+    """The paper's baselines (SPEC section 6), trained on the same data and backbone.
+
+    ``dropout`` and ``perturbation``: one time-conditioned forecaster ``G(x_t, j) -> x_{t+j}``, j in 1..h, MSE.
+    Dropout samples with MC dropout; Perturbation adds Gaussian noise of scale ``perturbation_scale`` (in
+    normalised units) to x_t, the scale chosen after training on validation CRPS among ``perturbation_scales``.
+    ``ddpm`` and ``mcvd``: Gaussian diffusion over the h future frames stacked on channels, epsilon prediction,
+    ``diffusion_steps`` steps with the ``cosine`` (ddpm) or ``linear`` (mcvd) schedule unless ``noise_schedule``
+    says otherwise; ``ddim_steps`` samples with DDIM instead of all steps; validation uses ``val_ddim_steps``.
+    """
+
+    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(dropout=0.15))
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    val_members: int = 10
+    perturbation_scales: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+    perturbation_scale: float | None = None
+    diffusion_steps: int = 1000
+    noise_schedule: str | None = None
+    ddim_steps: int | None = None
+    val_ddim_steps: int = 20
+
+
+@dataclass
 class TrainerConfig:
     """Budget and hardware for both stages, passed on to Lightning.
 
@@ -118,14 +143,25 @@ class TrainerConfig:
     seed: int = 0
 
 
+METHODS = ("dyffusion", "dropout", "perturbation", "ddpm", "mcvd")
+
+
 @dataclass
 class ExperimentConfig:
+    """``method``: one of METHODS; the sections of the other methods are ignored."""
+
     name: str = "default"
+    method: str = "dyffusion"
     data: DataConfig = field(default_factory=DataConfig)
     interpolator: InterpolatorConfig = field(default_factory=InterpolatorConfig)
     forecaster: ForecasterConfig = field(default_factory=ForecasterConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
 
 
 class ConfigError(ValueError):

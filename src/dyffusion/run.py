@@ -2,8 +2,9 @@
 
     RUN/config.yaml              the resolved ExperimentConfig
     RUN/data.json                channels, grid, time step, static names, boundary condition, normalisation
-    RUN/interpolator.safetensors weights of stage 1
-    RUN/forecaster.safetensors   weights of stage 2
+    RUN/interpolator.safetensors DYffusion: weights of stage 1
+    RUN/forecaster.safetensors   DYffusion: stage 2; Perturbation/Dropout: G(x_t, j)
+    RUN/denoiser.safetensors     DDPM/MCVD: the frame-stack denoiser
     RUN/training.json            what each stage spent and its best validation scores
     RUN/checkpoints/, RUN/logs/  Lightning checkpoints (for resuming) and CSV logs
 """
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from dyffusion.baselines.multistep import MultiStepForecaster, MultiStepPipeline
+from dyffusion.baselines.video_diffusion import FrameStackDenoiser, VideoDiffusionPipeline, noise_schedule
 from dyffusion.config import ConfigError, ExperimentConfig, read_config
 from dyffusion.data.boundary import BoundaryCondition, build_boundary_condition
 from dyffusion.data.contract import Channel, GriddedData
@@ -24,6 +28,7 @@ from dyffusion.data.normalization import Normalizer
 from dyffusion.forecaster.model import Forecaster
 from dyffusion.interpolator.model import Interpolator
 from dyffusion.io import load_weights
+from dyffusion.sampling.ensemble import EnsemblePipeline
 from dyffusion.sampling.pipeline import DYffusionPipeline
 from dyffusion.schedule import StepSchedule
 
@@ -102,24 +107,38 @@ class DataSpec:
                    values.get("boundary_condition"), values.get("boundary_mask"), bool(values.get("masked", False)))
 
 
-def build_models(config: ExperimentConfig, spec: DataSpec) -> tuple[Interpolator, Forecaster]:
+def build_models(config: ExperimentConfig, spec: DataSpec) -> dict[str, nn.Module]:
+    """The method's networks by name; each is saved as ``RUN/<name>.safetensors``."""
     channels, static = spec.num_channels, spec.network_static_channels
-    interpolator = Interpolator(config.interpolator.network, channels, static)
-    forecaster = Forecaster(config.forecaster.network, channels, static, config.forecaster.conditioning)
-    return interpolator, forecaster
+    if config.method == "dyffusion":
+        return {"interpolator": Interpolator(config.interpolator.network, channels, static),
+                "forecaster": Forecaster(config.forecaster.network, channels, static, config.forecaster.conditioning)}
+    if config.method in ("dropout", "perturbation"):
+        return {"forecaster": MultiStepForecaster(config.baseline.network, channels, static)}
+    return {"denoiser": FrameStackDenoiser(config.baseline.network, channels, static, config.data.horizon)}
 
 
 class Run:
-    """A trained (or partly trained) DYffusion model loaded from its directory."""
+    """A trained (or, for DYffusion, partly trained) model loaded from its directory."""
 
-    def __init__(self, path: Path, config: ExperimentConfig, spec: DataSpec, interpolator: Interpolator,
-                 forecaster: Forecaster):
-        self.path, self.config, self.spec = path, config, spec
-        self.interpolator, self.forecaster = interpolator, forecaster
+    def __init__(self, path: Path, config: ExperimentConfig, spec: DataSpec, models: dict[str, nn.Module]):
+        self.path, self.config, self.spec, self.models = path, config, spec, models
 
     @property
     def horizon(self) -> int:
         return self.config.data.horizon
+
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def interpolator(self) -> Interpolator:
+        return self.models["interpolator"]
+
+    @property
+    def forecaster(self) -> nn.Module:
+        return self.models["forecaster"]
 
     @property
     def schedule(self) -> StepSchedule:
@@ -127,40 +146,50 @@ class Run:
 
     @classmethod
     def load(cls, path: str | Path, need_forecaster: bool = True) -> "Run":
+        """``need_forecaster=False`` accepts a DYffusion run whose stage 2 is not trained yet."""
         path = Path(path)
         if not path.is_dir():
             raise RunError(f"run directory {path} does not exist")
-        for name in ("config.yaml", "data.json", "interpolator.safetensors"):
+        for name in ("config.yaml", "data.json"):
             if not (path / name).exists():
                 raise RunError(f"run directory {path} is incomplete: {name} is missing (did training finish?)")
-        if need_forecaster and not (path / "forecaster.safetensors").exists():
-            raise RunError(f"run directory {path} has no trained forecaster yet: run `dyffusion fit --stage forecaster`")
         try:
             config = read_config(path / "config.yaml")
             spec = DataSpec.from_dict(json.loads((path / "data.json").read_text()))
         except (ConfigError, KeyError, TypeError, ValueError) as error:
             raise RunError(f"run directory {path}: unreadable config or data.json ({error})") from None
-        interpolator, forecaster = build_models(config, spec)
-        for module, name in ((interpolator, "interpolator"), (forecaster, "forecaster")):
+        models = build_models(config, spec)
+        for name, module in models.items():
             file = path / f"{name}.safetensors"
-            if file.exists():
-                try:
-                    load_weights(module, file)
-                except Exception as error:  # safetensors raises several types for damaged files
-                    raise RunError(f"{file}: cannot load weights ({error})") from None
-        run = cls(path, config, spec, interpolator, forecaster)
+            if not file.exists():
+                if name == "forecaster" and config.method == "dyffusion" and not need_forecaster:
+                    continue
+                raise RunError(f"run directory {path} is incomplete: {file.name} is missing (did training finish?)")
+            try:
+                load_weights(module, file)
+            except Exception as error:  # safetensors raises several types for damaged files
+                raise RunError(f"{file}: cannot load weights ({error})") from None
+        run = cls(path, config, spec, models)
         return run.to("cuda" if torch.cuda.is_available() else "cpu")
 
     def pipeline(self, sampler: str | None = None, steps=None, refine: bool | None = None,
-                 max_batch: int | None = None) -> DYffusionPipeline:
-        sampling = self.config.sampling
-        return DYffusionPipeline(
-            self.interpolator, self.forecaster, self.schedule, self.spec.boundary(),
-            sampler=sampler or sampling.sampler, steps=steps if steps is not None else sampling.steps,
-            refine=sampling.refine if refine is None else refine, max_batch=max_batch or sampling.max_batch,
-        )
+                 max_batch: int | None = None, ddim_steps: int | None = None) -> EnsemblePipeline:
+        """The method's sampler; ``sampler``, ``steps`` and ``refine`` are DYffusion's, ``ddim_steps`` DDPM/MCVD's."""
+        sampling, baseline = self.config.sampling, self.config.baseline
+        max_batch = max_batch or sampling.max_batch
+        boundary = self.spec.boundary()
+        if self.method == "dyffusion":
+            return DYffusionPipeline(
+                self.interpolator, self.forecaster, self.schedule, boundary,
+                sampler=sampler or sampling.sampler, steps=steps if steps is not None else sampling.steps,
+                refine=sampling.refine if refine is None else refine, max_batch=max_batch)
+        if self.method in ("dropout", "perturbation"):
+            scale = (baseline.perturbation_scale or 0.0) if self.method == "perturbation" else 0.0
+            return MultiStepPipeline(self.forecaster, self.horizon, scale, self.method == "dropout", boundary, max_batch)
+        return VideoDiffusionPipeline(self.models["denoiser"], noise_schedule(baseline, self.method),
+                                      ddim_steps or baseline.ddim_steps, boundary, max_batch)
 
     def to(self, device: str | torch.device) -> "Run":
-        self.interpolator.to(device)
-        self.forecaster.to(device)
+        for module in self.models.values():
+            module.to(device)
         return self

@@ -15,6 +15,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
+from dyffusion.baselines.multistep import MultiStepModule, choose_perturbation_scale
+from dyffusion.baselines.video_diffusion import VideoDiffusionModule
 from dyffusion.config import ExperimentConfig, TrainerConfig, save_config
 from dyffusion.data.contract import GriddedData, open_gridded
 from dyffusion.data.normalization import Normalizer
@@ -88,8 +90,6 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     started = time.monotonic()
     run = Path(out)
-    trainer_config = config.trainer
-    horizon = config.data.horizon
 
     train = open_gridded(data, "train").subsample_time(config.data.time_stride)
     val = open_gridded(data, "val").subsample_time(config.data.time_stride)
@@ -108,20 +108,30 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
         # Static conditions shared by all trajectories travel with the model, so a bare tensor can be forecast.
         save_tensors({"static": torch.from_numpy(train.static[0])}, run / "static.safetensors")
 
-    val_stride = config.data.val_window_stride or horizon
     summary_path = run / "training.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary["data"] = str(Path(data).resolve())
-    interpolator, _ = build_models(config, spec)
+    stages = _fit_dyffusion if config.method == "dyffusion" else _fit_baseline
+    stages(config, spec, train, val, run, stage, summary, started, quiet)
+    summary["total_minutes"] = (time.monotonic() - started) / 60
+    write_json(summary_path, summary)
+    return Run.load(run, need_forecaster=stage != "interpolator")
 
+
+def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData, val: GriddedData, run: Path,
+                   stage: str, summary: dict, started: float, quiet: bool) -> None:
+    """Stage 1 (interpolator) then stage 2 (forecaster through the frozen interpolator)."""
+    trainer_config, horizon = config.trainer, config.data.horizon
+    val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
+    interpolator = build_models(config, spec)["interpolator"]
     if stage in ("both", "interpolator"):
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
         module = InterpolatorModule(config.interpolator, spec.num_channels, spec.network_static_channels, horizon)
         budget = trainer_config.max_minutes * config.interpolator.time_share if trainer_config.max_minutes else None
         summary["interpolator"] = _train_stage(
             module, module.interpolator, "interpolator", run, trainer_config, budget, config.interpolator.batch_size,
-            _windows(train, spec, horizon, config.data.window_stride, with_target=True),
-            _windows(val, spec, horizon, val_stride, with_window=True), quiet)
+            _windows(train, spec, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
+            val_windows, quiet)
         interpolator = module.interpolator
     else:
         if not (run / "interpolator.safetensors").exists():
@@ -132,13 +142,42 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
         pl.seed_everything(trainer_config.seed + 1, workers=True, verbose=False)
         module = ForecasterModule(config.forecaster, config.sampling, interpolator, spec.num_channels,
                                   spec.network_static_channels, horizon)
-        budget = None
-        if trainer_config.max_minutes:
-            budget = max(trainer_config.max_minutes - (time.monotonic() - started) / 60, 0.1)
         summary["forecaster"] = _train_stage(
-            module, module.forecaster, "forecaster", run, trainer_config, budget, config.forecaster.batch_size,
-            _windows(train, spec, horizon, config.data.window_stride),
-            _windows(val, spec, horizon, val_stride, with_window=True), quiet)
-    summary["total_minutes"] = (time.monotonic() - started) / 60
-    write_json(summary_path, summary)
-    return Run.load(run, need_forecaster=stage != "interpolator")
+            module, module.forecaster, "forecaster", run, trainer_config, _remaining(config, started),
+            config.forecaster.batch_size, _windows(train, spec, horizon, config.data.window_stride), val_windows, quiet)
+
+
+def _remaining(config: ExperimentConfig, started: float) -> float | None:
+    if not config.trainer.max_minutes:
+        return None
+    return max(config.trainer.max_minutes - (time.monotonic() - started) / 60, 0.1)
+
+
+def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, val: GriddedData, run: Path,
+                  stage: str, summary: dict, started: float, quiet: bool) -> None:
+    """One network: G(x_t, j) for Perturbation and Dropout, the frame-stack denoiser for DDPM and MCVD."""
+    if stage != "both":
+        raise ValueError(f"--stage {stage} is for DYffusion; method {config.method!r} has a single stage")
+    trainer_config, horizon, baseline = config.trainer, config.data.horizon, config.baseline
+    channels, static = spec.num_channels, spec.network_static_channels
+    val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
+    pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
+    if config.method in ("dropout", "perturbation"):
+        module = MultiStepModule(baseline, channels, static, horizon, mc_dropout=config.method == "dropout")
+        train_windows = _windows(train, spec, horizon, config.data.window_stride, target_range=(1, horizon))
+        name, network = "forecaster", module.model
+    else:
+        module = VideoDiffusionModule(baseline, config.method, channels, static, horizon)
+        train_windows = _windows(train, spec, horizon, config.data.window_stride, with_window=True)
+        name, network = "denoiser", module.model
+    summary[name] = _train_stage(module, network, name, run, trainer_config, _remaining(config, started),
+                                 baseline.batch_size, train_windows, val_windows, quiet)
+    if config.method == "perturbation":
+        loader = _loader(val_windows, baseline.batch_size, trainer_config, False)
+        batches = [b for i, b in enumerate(loader) if trainer_config.val_batches is None or i < trainer_config.val_batches]
+        pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
+        scale, scores = choose_perturbation_scale(network, batches, horizon, baseline.perturbation_scales,
+                                                  baseline.val_members)
+        baseline.perturbation_scale = scale
+        save_config(config, run / "config.yaml")
+        summary["perturbation"] = {"chosen_scale": scale, "val_crps_by_scale": scores}

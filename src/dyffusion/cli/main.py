@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from dyffusion.config import ConfigError, available_presets, load_config, nested, parse_override
+from dyffusion.config import METHODS, ConfigError, available_presets, load_config, nested, parse_override
 from dyffusion.data.contract import DataError
 
 USER_ERRORS = (ConfigError, DataError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
@@ -32,6 +32,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampling-steps", help="all, dynamical, every:m, first:m, or a list like 0,0.5,1,3")
     parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                         help="re-predict intermediate lead times from the final forecast (default: the run's)")
+    parser.add_argument("--ddim-steps", type=int, help="DDPM/MCVD: sample with DDIM in this many steps")
     parser.add_argument("--split", default="test", help="split to read from a data directory (default: test)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", type=Path, help="directory with train.nc and val.nc (or .zarr)")
     fit.add_argument("--out", type=Path, required=True, help="run directory to write")
     fit.add_argument("--config", help=f"preset ({', '.join(available_presets())}) or a YAML file")
+    fit.add_argument("--method", choices=METHODS, help="DYffusion (default) or one of the paper's baselines")
     fit.add_argument("--horizon", type=int, help="h, data steps per forecast chunk")
     budget = fit.add_mutually_exclusive_group()
     budget.add_argument("--max-minutes", type=float, help="wall-clock cap of the whole fit")
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _fit_config(args: argparse.Namespace):
     overrides = [parse_override(text) for text in args.set]
     devices = int(args.devices) if args.devices and args.devices.isdigit() else args.devices
-    named = {"data.horizon": args.horizon, "trainer.seed": args.seed, "trainer.devices": devices,
+    named = {"method": args.method, "data.horizon": args.horizon, "trainer.seed": args.seed, "trainer.devices": devices,
              "trainer.accelerator": args.accelerator}
     overrides += [nested(key, value) for key, value in named.items() if value is not None]
     # Either budget given on the command line replaces both budgets of the preset.
@@ -123,7 +125,7 @@ def _pipeline_options(args: argparse.Namespace) -> dict:
     from dyffusion.schedule import parse_steps
 
     return {"sampler": args.sampler, "steps": parse_steps(args.sampling_steps) if args.sampling_steps else None,
-            "refine": args.refine}
+            "refine": args.refine, "ddim_steps": args.ddim_steps}
 
 
 def _run_data(args: argparse.Namespace):
@@ -171,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     metrics["split"], metrics["data"] = args.split, data.source
     out = args.out or args.run / f"eval-{args.split}"
     figures = write_evaluation(out, run.config.name, run, metrics, example)
-    write_text(out / "report.md", markdown_report(f"DYffusion evaluation: {args.run}", run, metrics, figures, out,
+    write_text(out / "report.md", markdown_report(f"{run.method} evaluation: {args.run}", run, metrics, figures, out,
                                                    {"data": data.source, "split": args.split}))
     mean = metrics["mean"]
     print(f"CRPS {mean['crps']:.4g}  MSE {mean['mse']:.4g}  SSR {mean['ssr']:.3g}  -> {out / 'metrics.json'}")

@@ -17,13 +17,14 @@ class WindowDataset(Dataset):
     values: (trajectories, time, C, H, W) normalised float32; static: (trajectories, S, H, W);
     valid: (trajectories, H, W) bool or None.
     Items (dict of tensors): ``initial`` (C, H, W) = x_t, ``end`` = x_{t+h}, ``static`` (S, H, W),
-    ``valid`` (H, W) bool, and with ``with_target``: ``target`` = x_{t+i} and ``time`` = i (float),
-    i drawn uniformly from 1..h-1 with torch's global generator (seeded by Lightning); with
+    ``valid`` (H, W) bool, and with ``target_range`` (first, last): ``target`` = x_{t+i} and ``time`` = i
+    (float), i drawn uniformly from first..last with torch's global generator (seeded by Lightning); with
     ``with_window`` (validation only): ``window`` (h + 1, C, H, W).
     """
 
     def __init__(self, values: np.ndarray, static: np.ndarray, horizon: int, stride: int = 1,
-                 valid: np.ndarray | None = None, with_target: bool = False, with_window: bool = False):
+                 valid: np.ndarray | None = None, target_range: tuple[int, int] | None = None,
+                 with_window: bool = False):
         num_trajectories, num_frames = values.shape[:2]
         if num_frames <= horizon:
             raise ValueError(f"trajectories have {num_frames} frames: too short for horizon {horizon} "
@@ -33,7 +34,7 @@ class WindowDataset(Dataset):
         height, width = values.shape[-2:]
         self.valid = torch.from_numpy(valid) if valid is not None else torch.ones(num_trajectories, height, width, dtype=torch.bool)
         self.horizon = horizon
-        self.with_target, self.with_window = with_target, with_window
+        self.target_range, self.with_window = target_range, with_window
         starts = np.arange(0, num_frames - horizon, stride)
         self.index = np.stack(np.meshgrid(np.arange(num_trajectories), starts, indexing="ij"), -1).reshape(-1, 2)
 
@@ -49,8 +50,8 @@ class WindowDataset(Dataset):
             "static": self.static[trajectory],
             "valid": self.valid[trajectory],
         }
-        if self.with_target:
-            offset = int(torch.randint(1, self.horizon, ()))
+        if self.target_range:
+            offset = int(torch.randint(self.target_range[0], self.target_range[1] + 1, ()))
             sample["target"] = frames[start + offset]
             sample["time"] = torch.tensor(float(offset))
         if self.with_window:

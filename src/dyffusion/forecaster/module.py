@@ -8,10 +8,9 @@ import torch
 from dyffusion.config import ForecasterConfig, SamplingConfig
 from dyffusion.forecaster.loss import forecaster_loss
 from dyffusion.forecaster.model import Forecaster
-from dyffusion.interpolator.loss import masked_mean
 from dyffusion.interpolator.model import Interpolator
-from dyffusion.metrics import crps_ensemble
 from dyffusion.networks import set_mc_dropout
+from dyffusion.sampling.ensemble import ensemble_crps
 from dyffusion.sampling.pipeline import DYffusionPipeline
 from dyffusion.schedule import StepSchedule
 
@@ -51,14 +50,10 @@ class ForecasterModule(pl.LightningModule):
         pipeline = DYffusionPipeline(self.frozen_interpolator, self.forecaster, self.schedule,
                                      sampler=self.sampling.sampler, steps=self.sampling.steps,
                                      refine=self.sampling.refine, max_batch=self.sampling.max_batch)
-        _, ensemble = pipeline.forecast(batch["initial"], batch["static"], self.config.val_members)
-        truth = batch["window"][:, 1:]  # (B, h, C, H, W)
-        valid = batch["valid"][:, None].expand(-1, truth.shape[1], -1, -1).flatten(0, 1)
-        flat_ensemble = ensemble.flatten(1, 2)
-        flat_truth = truth.flatten(0, 1)
+        crps, mse = ensemble_crps(pipeline, batch, self.config.val_members)
         size = batch["initial"].shape[0]
-        self.log("val/crps", masked_mean(crps_ensemble(flat_ensemble, flat_truth), valid), prog_bar=True, batch_size=size)
-        self.log("val/mse", masked_mean((flat_ensemble.mean(0) - flat_truth) ** 2, valid), batch_size=size)
+        self.log("val/crps", crps, prog_bar=True, batch_size=size)
+        self.log("val/mse", mse, batch_size=size)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.forecaster.parameters(), lr=self.config.learning_rate,
