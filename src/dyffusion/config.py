@@ -106,6 +106,9 @@ class BaselineConfig:
     ``ddpm`` and ``mcvd``: Gaussian diffusion over the h future frames stacked on channels, epsilon prediction,
     ``diffusion_steps`` steps with the ``cosine`` (ddpm) or ``linear`` (mcvd) schedule unless ``noise_schedule``
     says otherwise; ``ddim_steps`` samples with DDIM instead of all steps; validation uses ``val_ddim_steps``.
+    ``clip``: the sampler clamps each predicted x0 to [-clip, clip] (normalised units), as DDPM clamps images to
+    [-1, 1]; without it the cosine schedule's last step (beta = 0.999) amplifies an untrained denoiser's error
+    about 30-fold and rollouts overflow.
     """
 
     network: NetworkConfig = field(default_factory=lambda: NetworkConfig(dropout=0.15))
@@ -119,6 +122,7 @@ class BaselineConfig:
     noise_schedule: str | None = None
     ddim_steps: int | None = None
     val_ddim_steps: int = 20
+    clip: float | None = 5.0
 
 
 @dataclass

@@ -187,7 +187,7 @@ class Run:
             scale = (baseline.perturbation_scale or 0.0) if self.method == "perturbation" else 0.0
             return MultiStepPipeline(self.forecaster, self.horizon, scale, self.method == "dropout", boundary, max_batch)
         return VideoDiffusionPipeline(self.models["denoiser"], noise_schedule(baseline, self.method),
-                                      ddim_steps or baseline.ddim_steps, boundary, max_batch)
+                                      ddim_steps or baseline.ddim_steps, boundary, max_batch, baseline.clip)
 
     def to(self, device: str | torch.device) -> "Run":
         for module in self.models.values():

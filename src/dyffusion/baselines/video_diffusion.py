@@ -42,9 +42,10 @@ class VideoDiffusionPipeline(EnsemblePipeline):
     """Every member is one reverse diffusion from fresh noise: all T steps, or ``ddim_steps`` with DDIM."""
 
     def __init__(self, model: FrameStackDenoiser, schedule: NoiseSchedule, ddim_steps: int | None = None,
-                 boundary_condition: BoundaryCondition = no_boundary_condition, max_batch: int = 1024):
+                 boundary_condition: BoundaryCondition = no_boundary_condition, max_batch: int = 1024,
+                 clip: float | None = None):
         super().__init__(model.horizon, boundary_condition, max_batch)
-        self.model, self.schedule, self.ddim_steps = model, schedule, ddim_steps
+        self.model, self.schedule, self.ddim_steps, self.clip = model, schedule, ddim_steps, clip
         self.sampler = f"ddim ({ddim_steps} steps)" if ddim_steps else f"ancestral ({schedule.num_steps} steps)"
 
     @property
@@ -68,9 +69,9 @@ class VideoDiffusionPipeline(EnsemblePipeline):
         condition = torch.cat([initial, static], dim=1)
         denoiser = self._counted(self.model, batch)
         if self.ddim_steps:
-            stack = ddim_sample(denoiser, condition, shape, self.schedule, self.ddim_steps)
+            stack = ddim_sample(denoiser, condition, shape, self.schedule, self.ddim_steps, clip=self.clip)
         else:
-            stack = ancestral_sample(denoiser, condition, shape, self.schedule)
+            stack = ancestral_sample(denoiser, condition, shape, self.schedule, clip=self.clip)
         frames = stack.reshape(batch, self.horizon, self.model.channels, height, width)
         return times, frames[:, [int(t) - 1 for t in times]]
 
@@ -92,7 +93,7 @@ class VideoDiffusionModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
-        pipeline = VideoDiffusionPipeline(self.model, self.schedule, self.config.val_ddim_steps)
+        pipeline = VideoDiffusionPipeline(self.model, self.schedule, self.config.val_ddim_steps, clip=self.config.clip)
         crps, mse = ensemble_crps(pipeline, batch, self.config.val_members)
         size = batch["initial"].shape[0]
         self.log("val/crps", crps, prog_bar=True, batch_size=size)
