@@ -1,4 +1,7 @@
-"""``fit``: stage 1 then stage 2 with Lightning, writing a self-contained run directory."""
+"""``fit``: train a method with Lightning into a self-contained run directory.
+
+DYffusion trains its interpolator, then its forecaster; the baselines train their single network.
+"""
 
 from __future__ import annotations
 
@@ -84,6 +87,8 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     """Train on ``data`` (a directory with ``train`` and ``val`` splits) into the run directory ``out``."""
     if stage not in ("both", *STAGES):
         raise ValueError(f"unknown stage {stage!r}; choose both, interpolator or forecaster")
+    if config.trainer.max_epochs is None and not config.trainer.max_minutes:
+        raise ValueError("no training budget: give --max-epochs or --max-minutes (trainer.max_epochs/max_minutes)")
     if quiet:
         for name in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -101,7 +101,7 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
     metrics = scores.compute()
     chunks = -(-rollout // run.horizon)
     metrics.update({
-        "lead_time_unit": f"{spec.time_step:g} (data time step x stride)",
+        "lead_time_unit": f"one step = {spec.time_step:g} in the units of the time coordinate (after the stride)",
         "members": members,
         "initial_conditions": len(pairs),
         "rollout": rollout,
