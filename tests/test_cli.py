@@ -1,15 +1,19 @@
 """The command line end to end on tiny data, and its answers to bad input."""
 
+import csv
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
+from safetensors.torch import load_file
 
 from dyffusion.cli.main import main
 from dyffusion.run import Run
+from tests.conftest import TINY_NETWORK
 
 
 def test_fit_writes_a_self_contained_run(tiny_run):
@@ -97,12 +101,8 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
 
 
 def test_checkpoint_is_the_epoch_with_the_best_validation_crps(spring_data, tmp_path):
-    import csv
 
-    import torch
-    from safetensors.torch import load_file
 
-    from tests.conftest import TINY_NETWORK
 
     run = tmp_path / "run"
     assert main(["fit", str(spring_data), "--out", str(run), "--horizon", "4", "--max-epochs", "4", "--quiet",
@@ -130,3 +130,24 @@ def test_nan_in_training_data_is_named(spring_data, tmp_path, capsys):
     assert main(["fit", str(tmp_path), "--out", str(tmp_path / "run"), "--max-epochs", "1"]) == 2
     error = capsys.readouterr().err
     assert "'p' has NaN at trajectory 1, time index 7" in error and "Traceback" not in error
+
+
+def test_same_seed_gives_bit_identical_weights_and_metrics(spring_data, tmp_path):
+
+
+    results = []
+    for name in ("a", "b"):
+        run = tmp_path / name
+        assert main(["fit", str(spring_data), "--out", str(run), "--horizon", "4", "--max-epochs", "1", "--quiet",
+                     "--seed", "7", "--set", "data.time_stride=2", "--set", "trainer.batches_per_epoch=2",
+                     "--set", "forecaster.conditioning=data+noise", "--set", "forecaster.extra_steps=2",
+                     "--set", "interpolator.val_members=2", "--set", "forecaster.val_members=2", *TINY_NETWORK]) == 0
+        assert main(["evaluate", str(run), "--members", "2", "--seed", "3", "--out", str(run / "eval"), "--quiet"]) == 0
+        metrics = json.loads((run / "eval" / "metrics.json").read_text())
+        results.append(({stage: load_file(str(run / f"{stage}.safetensors")) for stage in ("interpolator", "forecaster")},
+                        metrics["crps"]))
+    (weights_a, crps_a), (weights_b, crps_b) = results
+    for stage in weights_a:
+        for key in weights_a[stage]:
+            assert torch.equal(weights_a[stage][key], weights_b[stage][key]), f"{stage}.{key}"
+    assert crps_a == crps_b

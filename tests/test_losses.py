@@ -1,10 +1,11 @@
 """The two training objectives against hand-written per-sample formulas of SPEC sections 2 and 4."""
 
+import pytest
 import torch
 from torch import nn
 
 from dyffusion.config import ForecasterConfig, SamplingConfig
-from dyffusion.forecaster import forecaster_loss
+from dyffusion.forecaster import Forecaster, forecaster_loss
 from dyffusion.forecaster.module import ForecasterModule
 from dyffusion.interpolator import Interpolator, interpolator_loss
 from dyffusion.networks import NetworkConfig
@@ -107,3 +108,22 @@ def test_forecaster_module_keeps_the_interpolator_out_of_its_tree():
     assert not module.frozen_interpolator.training  # its (absent) normalisation stays in eval mode
     assert all(m.training for m in module.frozen_interpolator.modules() if isinstance(m, nn.Dropout))
     assert not any(p.requires_grad for p in module.frozen_interpolator.parameters())
+
+
+def test_forecaster_conditioning_modes():
+    """``data`` feeds x_t, ``none`` only the static channels, ``data+noise`` blends x_t with fresh noise by n/(N-1)."""
+    torch.manual_seed(0)
+    network = NetworkConfig(width=4, kernel_sizes=(3,))
+    initial = torch.randn(2, 3, 4, 4)
+    for mode, extra in (("data", 3), ("none", 0), ("data+noise", 3)):
+        forecaster = Forecaster(network, channels=3, static_channels=1, conditioning=mode)
+        assert forecaster.network.conv_in.in_channels == 3 + extra + 1
+    blend = Forecaster(network, channels=3, static_channels=1, conditioning="data+noise")
+    end, = blend.condition(initial, torch.ones(2))
+    torch.testing.assert_close(end, initial)  # at the last step the condition is x_t itself
+    start, = blend.condition(initial, torch.zeros(2))
+    again, = blend.condition(initial, torch.zeros(2))
+    assert (start - again).abs().max() > 0  # fresh noise each call
+    assert abs(float(start.std()) - 1) < 0.3 and abs(float((start * initial).mean())) < 0.3  # pure noise at n = 0
+    with pytest.raises(ValueError):
+        Forecaster(network, channels=3, static_channels=1, conditioning="noise")
