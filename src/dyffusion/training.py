@@ -92,7 +92,9 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     if quiet:
         for name in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # Lightning's advice for GPU-sized data loaders and short epochs does not apply to small CPU runs.
+    for message in (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=message)
     started = time.monotonic()
     run = Path(out)
 
