@@ -23,7 +23,7 @@ from dyffusion.config import METHODS, load_config, nested
 from dyffusion.data.contract import open_gridded
 from dyffusion.data.spring_mesh import write_spring_mesh_splits
 from dyffusion.demo import DEMO_DATA
-from dyffusion.evaluation import evaluate
+from dyffusion.evaluation import evaluate, full_rollout
 from dyffusion.io import write_json
 from dyffusion.run import Run
 from dyffusion.training import fit
@@ -51,8 +51,8 @@ def main() -> None:
             config.baseline.learning_rate = config.forecaster.learning_rate
             fit(data, run_dir, config, quiet=True)
             run = Run.load(run_dir)
-            rollout = (test.num_frames - 1) // config.data.time_stride
-            metrics, _ = evaluate(run, test, args.members, rollout=rollout, progress=False, keep_example=False)
+            metrics, _ = evaluate(run, test, args.members, rollout=full_rollout(run, test), progress=False,
+                                  keep_example=False)
             write_json(metrics_file, metrics)
         rows[method] = json.loads(metrics_file.read_text())
         print(method, rows[method]["mean"])

@@ -47,6 +47,7 @@ def forecast(run: Run, initial: torch.Tensor | np.ndarray | xr.Dataset, static=N
     Returns a Dataset with dims (member, lead_time, [extra], sp1, sp2), as ``dyffusion forecast`` writes.
     """
     if isinstance(initial, xr.Dataset):
-        data = from_xarray(initial, "xarray input", min_frames=1)
-        return forecast_dataset(run, data, 0, data.num_frames - 1, members, steps, times, seed, member_dim)
+        # Only the last frame matters; keeping it alone also keeps it through the run's time stride.
+        data = from_xarray(initial.isel(time=[-1]), "xarray input", min_frames=1)
+        return forecast_dataset(run, data, 0, 0, members, steps, times, seed, member_dim)
     return forecast_dataset(run, _from_tensor(run, initial, static), 0, 0, members, steps, times, seed, member_dim)

@@ -12,7 +12,7 @@ import torch
 from dyffusion.config import load_config, nested
 from dyffusion.data.contract import open_gridded
 from dyffusion.data.spring_mesh import write_spring_mesh_splits
-from dyffusion.evaluation import evaluate
+from dyffusion.evaluation import evaluate, full_rollout
 from dyffusion.evaluation.report import markdown_report, write_evaluation
 from dyffusion.io import write_text
 from dyffusion.training import fit
@@ -34,10 +34,9 @@ def run_demo(out: str | Path = "demo", max_minutes: float | None = None, quiet: 
     run = fit(out / "data", out / "run", config, quiet=quiet)
     say("[3/3] evaluating full-length rollouts on the test trajectories")
     test = open_gridded(out / "data", "test")
-    rollout = (test.num_frames - 1) // config.data.time_stride
-    metrics, example = evaluate(run, test, DEMO_MEMBERS, rollout=rollout, progress=not quiet)
+    metrics, example = evaluate(run, test, DEMO_MEMBERS, rollout=full_rollout(run, test), progress=not quiet)
     metrics["split"], metrics["data"] = "test", test.source
-    figures = write_evaluation(out, "DYffusion", run, metrics, example)
+    figures = write_evaluation(out, run, metrics, example)
     minutes = (time.monotonic() - started) / 60
     extra = {
         "data": f"spring mesh, {DEMO_DATA['train']} train / {DEMO_DATA['val']} val / {DEMO_DATA['test']} test "

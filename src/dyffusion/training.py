@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import warnings
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,9 +33,16 @@ from dyffusion.run import DataSpec, Run, RunError, build_models
 STAGES = ("interpolator", "forecaster")
 
 
-def _windows(data: GriddedData, spec: DataSpec, horizon: int, stride: int, **flags) -> WindowDataset:
-    values = spec.normalizer.normalize_array(data.values)
-    return WindowDataset(values, spec.network_static(data), horizon, stride, data.valid, **flags)
+def _as_network_input(data: GriddedData, spec: DataSpec) -> GriddedData:
+    """The split as the networks see it: normalised values, static channels plus the mask channel.
+
+    Done once per split; the raw copy is released, so training holds the data once.
+    """
+    return replace(data, values=spec.normalizer.normalize_array(data.values), static=spec.network_static(data))
+
+
+def _windows(data: GriddedData, horizon: int, stride: int, **flags) -> WindowDataset:
+    return WindowDataset(data.values, data.static, horizon, stride, data.valid, **flags)
 
 
 def _loader(windows: WindowDataset, batch_size: int, config: TrainerConfig, train: bool) -> DataLoader:
@@ -115,6 +123,7 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
         # Static conditions shared by all trajectories travel with the model, so a bare tensor can be forecast.
         save_tensors({"static": torch.from_numpy(train.static[0])}, run / "static.safetensors")
 
+    train, val = _as_network_input(train, spec), _as_network_input(val, spec)
     summary_path = run / "training.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary["data"] = str(Path(data).resolve())
@@ -129,7 +138,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
                    stage: str, summary: dict, started: float, quiet: bool) -> None:
     """Stage 1 (interpolator) then stage 2 (forecaster through the frozen interpolator)."""
     trainer_config, horizon = config.trainer, config.data.horizon
-    val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
+    val_windows = _windows(val, horizon, config.data.val_window_stride or horizon, with_window=True)
     interpolator = build_models(config, spec)["interpolator"]
     if stage in ("both", "interpolator"):
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
@@ -137,7 +146,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
         budget = trainer_config.max_minutes * config.interpolator.time_share if trainer_config.max_minutes else None
         summary["interpolator"] = _train_stage(
             module, module.interpolator, "interpolator", run, trainer_config, budget, config.interpolator.batch_size,
-            _windows(train, spec, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
+            _windows(train, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
             val_windows, quiet)
         interpolator = module.interpolator
     else:
@@ -151,7 +160,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
                                   spec.network_static_channels, horizon)
         summary["forecaster"] = _train_stage(
             module, module.forecaster, "forecaster", run, trainer_config, _remaining(config, started),
-            config.forecaster.batch_size, _windows(train, spec, horizon, config.data.window_stride), val_windows, quiet)
+            config.forecaster.batch_size, _windows(train, horizon, config.data.window_stride), val_windows, quiet)
 
 
 def _remaining(config: ExperimentConfig, started: float) -> float | None:
@@ -167,15 +176,15 @@ def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, 
         raise ValueError(f"--stage {stage} is for DYffusion; method {config.method!r} has a single stage")
     trainer_config, horizon, baseline = config.trainer, config.data.horizon, config.baseline
     channels, static = spec.num_channels, spec.network_static_channels
-    val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
+    val_windows = _windows(val, horizon, config.data.val_window_stride or horizon, with_window=True)
     pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
     if config.method in ("dropout", "perturbation"):
         module = MultiStepModule(baseline, channels, static, horizon, mc_dropout=config.method == "dropout")
-        train_windows = _windows(train, spec, horizon, config.data.window_stride, target_range=(1, horizon))
+        train_windows = _windows(train, horizon, config.data.window_stride, target_range=(1, horizon))
         name, network = "forecaster", module.model
     else:
         module = VideoDiffusionModule(baseline, config.method, channels, static, horizon)
-        train_windows = _windows(train, spec, horizon, config.data.window_stride, with_window=True)
+        train_windows = _windows(train, horizon, config.data.window_stride, with_window=True)
         name, network = "denoiser", module.model
     summary[name] = _train_stage(module, network, name, run, trainer_config, _remaining(config, started),
                                  baseline.batch_size, train_windows, val_windows, quiet)

@@ -155,14 +155,14 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dyffusion.evaluation import evaluate
+    from dyffusion.evaluation import evaluate, full_rollout
     from dyffusion.evaluation.report import markdown_report, write_evaluation
     from dyffusion.io import write_text
 
     run, data = _run_data(args)
     rollout = None
     if args.rollout == "full":
-        rollout = (data.num_frames - 1) // run.spec.time_stride
+        rollout = full_rollout(run, data)
     elif args.rollout is not None:
         if not args.rollout.isdigit():
             raise ValueError(f"--rollout takes a number of steps or 'full', got {args.rollout!r}")
@@ -172,7 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                 args.seed, not args.quiet, _pipeline_options(args))
     metrics["split"], metrics["data"] = args.split, data.source
     out = args.out or args.run / f"eval-{args.split}"
-    figures = write_evaluation(out, run.config.name, run, metrics, example)
+    figures = write_evaluation(out, run, metrics, example)
     write_text(out / "report.md", markdown_report(f"{run.method} evaluation: {args.run}", run, metrics, figures, out,
                                                    {"data": data.source, "split": args.split}))
     mean = metrics["mean"]

@@ -148,9 +148,9 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
             array = array[:, :, None]
         units, long_name = str(var.attrs.get("units", "")), str(var.attrs.get("long_name", ""))
         if extra:
-            labels = [str(v) for v in (ds[extra[0]].values if extra[0] in ds.coords else range(var.sizes[extra[0]]))]
-            extra_coords[extra[0]] = list(ds[extra[0]].values) if extra[0] in ds.coords else list(range(len(labels)))
-            channels += [Channel(f"{name}_{label}", name, extra[0], i, units, long_name) for i, label in enumerate(labels)]
+            entries = list(ds[extra[0]].values) if extra[0] in ds.coords else list(range(var.sizes[extra[0]]))
+            extra_coords[extra[0]] = entries
+            channels += [Channel(f"{name}_{entry}", name, extra[0], i, units, long_name) for i, entry in enumerate(entries)]
         else:
             channels.append(Channel(name, name, None, None, units, long_name))
         arrays.append(array)

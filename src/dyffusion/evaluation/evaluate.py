@@ -28,6 +28,11 @@ class Example:
     static: np.ndarray
 
 
+def full_rollout(run: Run, data: GriddedData) -> int:
+    """Lead steps from a trajectory's first frame to its last, at the run's time stride."""
+    return (data.num_frames - 1) // run.spec.time_stride
+
+
 def initial_conditions(data: GriddedData, rollout: int, inits: int | None) -> list[tuple[int, int]]:
     """(trajectory, start frame) pairs. Default: every trajectory from its first frame (the paper's protocol
     for physical systems), or every start of a single long series; ``inits`` K spreads K pairs evenly."""

@@ -13,8 +13,9 @@ from dyffusion.run import Run
 SCORES = ("crps", "crps_fair", "mse", "ssr", "ssr_corrected")
 
 
-def write_evaluation(out: Path, label: str, run: Run, metrics: dict, example: Example | None) -> dict[str, Path]:
-    """``metrics.json`` plus PNG figures in ``out``; returns figure name -> path."""
+def write_evaluation(out: Path, run: Run, metrics: dict, example: Example | None) -> dict[str, Path]:
+    """``metrics.json`` plus PNG figures in ``out``, lines labelled by the run's method; returns name -> path."""
+    label = run.method
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     figures = {
