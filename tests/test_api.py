@@ -31,3 +31,11 @@ def test_python_fit_with_a_config_object(spring_data, tmp_path):
     config.interpolator.val_members = config.forecaster.val_members = 2
     run = dyffusion.fit(spring_data, tmp_path / "run", config, quiet=True)
     assert run.horizon == 4 and (tmp_path / "run" / "forecaster.safetensors").exists()
+
+
+def test_xarray_input_starts_from_its_last_frame_whatever_the_time_stride(tiny_run, spring_data):
+    run = dyffusion.load_run(tiny_run)  # trained on every 2nd frame
+    test = xr.open_dataset(spring_data / "test.nc").isel(trajectory=0)
+    several = dyffusion.forecast(run, test.isel(time=slice(0, 4)), members=2, steps=3, seed=1)
+    last = dyffusion.forecast(run, test.isel(time=[3]), members=2, steps=3, seed=1)
+    np.testing.assert_array_equal(several["q"].values, last["q"].values)
