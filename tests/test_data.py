@@ -121,7 +121,7 @@ def test_fixed_points_boundary_condition_keeps_initial_values():
     static[:, 0, 2] = 1  # top row fixed
     condition = build_boundary_condition("fixed_points", ["fixed_mask"], "fixed_mask")
     initial, frames = torch.randn(2, 4, 3, 3), torch.randn(2, 5, 4, 3, 3)
-    fixed = condition(frames, initial, static)
+    fixed = condition(frames, initial, static, [1.0, 2.0, 3.0, 4.0, 5.0])
     torch.testing.assert_close(fixed[:, :, :, 2], initial[:, None, :, 2].expand(-1, 5, -1, -1))
     torch.testing.assert_close(fixed[:, :, :, :2], frames[:, :, :, :2])
     with pytest.raises(ValueError):

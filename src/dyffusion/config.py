@@ -276,19 +276,30 @@ def parse_override(text: str) -> dict:
     return nested(key.strip(), value)
 
 
+def _read_preset(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict:
+    """A preset's or YAML file's values; a top-level ``extends: OTHER`` starts from OTHER's values."""
+    path = Path(name_or_path)
+    if not path.suffix and (PRESET_DIR / f"{name_or_path}.yaml").exists():
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"config {str(name_or_path)!r} is neither a YAML file nor a preset ({', '.join(available_presets())})"
+        )
+    values = _read_yaml(path)
+    values.setdefault("name", path.stem)
+    base = values.pop("extends", None)
+    if base is None:
+        return values
+    if str(base) in seen:
+        raise ConfigError(f"{path}: 'extends' goes round in a circle ({' -> '.join((*seen, str(base)))})")
+    return _merge(_read_preset(base, (*seen, str(name_or_path))), values)
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: list[dict] | None = None) -> ExperimentConfig:
     """A preset name (see :func:`available_presets`) or a YAML path, then overrides, on the defaults."""
     values: dict = {}
     if name_or_path is not None:
-        path = Path(name_or_path)
-        if not path.suffix and (PRESET_DIR / f"{name_or_path}.yaml").exists():
-            path = PRESET_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise ConfigError(
-                f"config {str(name_or_path)!r} is neither a YAML file nor a preset ({', '.join(available_presets())})"
-            )
-        values = _read_yaml(path)
-        values.setdefault("name", path.stem)
+        values = _read_preset(name_or_path)
     for override in overrides or []:
         values = _merge(values, override)
     return _from_dict(ExperimentConfig, values)

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,7 @@ class DataSpec:
     boundary_condition: str | None = None
     boundary_mask: str | None = None
     masked: bool = False  # the data has invariant-NaN points; their mask is an extra static channel
+    boundary_parameters: dict = field(default_factory=dict)  # from the data attrs dyffusion_inflow_* (no prefix)
 
     @classmethod
     def from_data(cls, data: GriddedData, normalizer: Normalizer, time_stride: int) -> "DataSpec":
@@ -59,7 +60,9 @@ class DataSpec:
         step = steps[0] / np.timedelta64(1, "s") if np.issubdtype(data.time.dtype, np.datetime64) else float(steps[0])
         return cls(data.channels, data.static_names, data.spatial_dims, data.grid_shape, time_stride,
                    float(step), normalizer, data.attrs.get("dyffusion_boundary_condition"),
-                   data.attrs.get("dyffusion_boundary_mask"), data.valid is not None)
+                   data.attrs.get("dyffusion_boundary_mask"), data.valid is not None,
+                   {key.removeprefix("dyffusion_"): _plain(value) for key, value in data.attrs.items()
+                    if key.startswith("dyffusion_inflow_")})
 
     @property
     def num_channels(self) -> int:
@@ -89,7 +92,9 @@ class DataSpec:
         return np.concatenate([data.static, valid[:, None].astype(np.float32)], axis=1)
 
     def boundary(self) -> BoundaryCondition:
-        return build_boundary_condition(self.boundary_condition, self.static_names, self.boundary_mask)
+        return build_boundary_condition(self.boundary_condition, self.static_names, self.boundary_mask,
+                                        channel_names=[c.name for c in self.channels], normalizer=self.normalizer,
+                                        time_step=self.time_step, parameters=self.boundary_parameters)
 
     def to_dict(self) -> dict:
         return {
@@ -97,6 +102,7 @@ class DataSpec:
             "spatial_dims": list(self.spatial_dims), "grid_shape": list(self.grid_shape),
             "time_stride": self.time_stride, "time_step": self.time_step, "normalizer": self.normalizer.to_dict(),
             "boundary_condition": self.boundary_condition, "boundary_mask": self.boundary_mask, "masked": self.masked,
+            "boundary_parameters": self.boundary_parameters,
         }
 
     @classmethod
@@ -104,7 +110,16 @@ class DataSpec:
         return cls([Channel(**c) for c in values["channels"]], list(values["static_names"]),
                    tuple(values["spatial_dims"]), tuple(values["grid_shape"]), int(values["time_stride"]),
                    float(values["time_step"]), Normalizer.from_dict(values["normalizer"]),
-                   values.get("boundary_condition"), values.get("boundary_mask"), bool(values.get("masked", False)))
+                   values.get("boundary_condition"), values.get("boundary_mask"), bool(values.get("masked", False)),
+                   dict(values.get("boundary_parameters") or {}))
+
+
+def _plain(value):
+    """A netCDF attribute value as a JSON-friendly float (or string)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def build_models(config: ExperimentConfig, spec: DataSpec) -> dict[str, nn.Module]:

@@ -1,4 +1,4 @@
-"""The ``dyffusion`` command: data, fit, evaluate, forecast, demo.
+"""The ``dyffusion`` command: data, validate-solver, fit, evaluate, forecast, demo.
 
 Bad input ends with one line on stderr and exit code 2, never a traceback (``--debug`` shows it).
 """
@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     spring.add_argument("--frames", type=int, default=805)
     spring.add_argument("--seed", type=int, default=0)
     spring.add_argument("--quiet", action="store_true")
+    flow = systems.add_parser("navier-stokes", help="2-D channel flow past four random obstacles (SPEC section 8)")
+    flow.add_argument("out_dir", type=Path)
+    flow.add_argument("--train", type=int, default=100)
+    flow.add_argument("--val", type=int, default=2)
+    flow.add_argument("--test", type=int, default=5)
+    flow.add_argument("--seed", type=int, default=0)
+    flow.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
+    flow.add_argument("--quiet", action="store_true")
+
+    validate = commands.add_parser("validate-solver",
+                                   help="check the Navier-Stokes solver on the Schäfer-Turek 2D-2 benchmark (~1 min)")
+    validate.add_argument("--quiet", action="store_true")
 
     fit = commands.add_parser("fit", help="train the interpolator, then the forecaster")
     fit.add_argument("data", type=Path, help="directory with train.nc and val.nc (or .zarr)")
@@ -138,11 +150,21 @@ def _run_data(args: argparse.Namespace):
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from dyffusion.data.spring_mesh import write_spring_mesh_splits
+    counts = {"train": args.train, "val": args.val, "test": args.test}
+    if any(count < 0 for count in counts.values()):
+        raise ValueError(f"trajectory counts must be >= 0, got {counts}")
+    if args.system == "spring-mesh":
+        from dyffusion.data.spring_mesh import write_spring_mesh_splits
 
-    paths = write_spring_mesh_splits(args.out_dir, train=args.train, val=args.val, test=args.test,
-                                     ood_test=args.ood_test, frames=args.frames, seed=args.seed,
-                                     progress=not args.quiet)
+        paths = write_spring_mesh_splits(args.out_dir, **counts, ood_test=args.ood_test, frames=args.frames,
+                                         seed=args.seed, progress=not args.quiet)
+    else:
+        from dyffusion.data.navier_stokes import write_navier_stokes_splits
+
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        paths = write_navier_stokes_splits(args.out_dir, **counts, seed=args.seed, workers=args.workers,
+                                           progress=not args.quiet)
     for split, path in paths.items():
         print(f"{split}: {path}")
 
@@ -192,6 +214,14 @@ def cmd_forecast(args: argparse.Namespace) -> None:
           f"{dataset.sizes['lead_time']} lead times)")
 
 
+def cmd_validate_solver(args: argparse.Namespace) -> int:
+    from dyffusion.data.schafer_turek import run_schafer_turek
+
+    result = run_schafer_turek(progress=not args.quiet)
+    print(result.table())
+    return 0 if result.passed else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from dyffusion.demo import run_demo
 
@@ -202,9 +232,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"data": cmd_data, "fit": cmd_fit, "evaluate": cmd_evaluate, "forecast": cmd_forecast,
-               "demo": cmd_demo}[args.command]
+               "demo": cmd_demo, "validate-solver": cmd_validate_solver}[args.command]
     try:
-        handler(args)
+        code = handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -213,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dyffusion {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 - dims ``trajectory`` (optional), ``time`` and two spatial dims, the last two of every variable;
 - a variable with ``time`` is one channel, or one per entry of its single extra dim (e.g. ``level``);
 - a variable without ``time`` is a static condition, ``(trajectory, sp1, sp2)`` or ``(sp1, sp2)``;
-- NaN at the same points at all times is a mask (land); any other NaN or inf is an error.
+- NaN at the same points at all times is a mask (land); any other NaN or inf is an error;
+- the global attribute ``dyffusion_invalid_mask`` may name a static variable whose nonzero points are masked
+  the same way (obstacle interiors): out of the loss and the metrics.
 """
 
 from __future__ import annotations
@@ -172,6 +174,13 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         statics.append(array)
     height, width = values.shape[-2:]
     static = np.stack(statics, axis=1) if statics else np.zeros((num_trajectories, 0, height, width), np.float32)
+    excluded = ds.attrs.get("dyffusion_invalid_mask")
+    if excluded is not None:
+        if excluded not in static_vars:
+            raise DataError(f"{source}: attribute dyffusion_invalid_mask names {excluded!r}, which is not a static "
+                            f"variable ({static_vars})")
+        outside = static[:, static_vars.index(excluded)] == 0
+        valid = outside if valid is None else valid & outside
 
     time = np.asarray(ds["time"].values)
     if time.size < min_frames:

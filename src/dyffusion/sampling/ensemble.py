@@ -72,7 +72,7 @@ class EnsemblePipeline:
             chunk_initial = flat_initial[start : start + self.max_batch]
             chunk_static = flat_static[start : start + self.max_batch]
             lead_times, frames = self.sample_chunk(chunk_initial, chunk_static, output_times)
-            outputs.append(self.boundary_condition(frames, chunk_initial, chunk_static).to(initial.device))
+            outputs.append(self.boundary_condition(frames, chunk_initial, chunk_static, lead_times).to(initial.device))
         # Each chunk counted its calls per own sample; average them over the chunks.
         self.network_evaluations /= len(outputs)
         frames = torch.cat(outputs)
