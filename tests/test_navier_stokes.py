@@ -155,3 +155,39 @@ def test_schafer_turek_2d2_benchmark():
     assert abs(result.strouhal - strouhal) <= 0.05 * strouhal
     assert abs(result.max_drag - drag) <= 0.10 * drag
     assert result.periods >= 8 and result.passed
+
+
+def test_train_evaluate_and_forecast_obey_the_boundary_conditions(flow, tmp_path):
+    """The preset trains end to end; every forecast frame has the ramped inlet, no-slip walls, empty obstacles."""
+    from dyffusion.cli.main import main
+
+    ds, _ = flow
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "val", "test"):
+        ds.to_netcdf(data / f"{split}.nc")
+    tiny_unet = "{width: 8, channel_multipliers: [1, 2], blocks_per_level: 1}"
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--config", "navier-stokes-cpu", "--out", str(run), "--max-epochs", "1", "--quiet",
+                 "--set", f"interpolator.network={tiny_unet}", "--set", f"forecaster.network={tiny_unet}",
+                 "--set", "trainer.batches_per_epoch=2", "--set", "trainer.val_batches=1",
+                 "--set", "interpolator.batch_size=4", "--set", "forecaster.batch_size=4",
+                 "--set", "interpolator.val_members=2", "--set", "forecaster.val_members=2"]) == 0
+    assert main(["evaluate", str(run), "--members", "2", "--inits", "1", "--rollout", "64", "--out",
+                 str(tmp_path / "eval"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["lead_times"] == list(range(1, 65)) and np.isfinite(metrics["crps"]).all()
+
+    out = tmp_path / "forecast.nc"
+    assert main(["forecast", str(run), "--data", str(data), "--members", "2", "--steps", "20", "--out", str(out),
+                 "--quiet"]) == 0
+    with xr.open_dataset(out) as forecast:
+        u, v = forecast["u"].values, forecast["v"].values  # (member, lead_time, y, x)
+        lead = forecast["lead_time"].values
+    y = ds.y.values[1:-1]
+    time = ds.time.values[0] + 0.08 * lead  # the forecast starts from the first frame
+    inlet = 4 * y * (HEIGHT - y) / HEIGHT**2 * (1 - np.exp(-5 * time[:, None]))
+    np.testing.assert_allclose(u[:, :, 1:-1, 0], np.broadcast_to(inlet, u[:, :, 1:-1, 0].shape), atol=1e-5)
+    assert np.all(v[:, :, :, 0] == 0) and np.all(u[:, :, [0, -1], :] == 0) and np.all(v[:, :, [0, -1], :] == 0)
+    assert np.isnan(u[..., _inside_obstacles(ds)]).all()  # no fluid there: masked like land
+    assert np.isfinite(u[..., ~_inside_obstacles(ds)]).all()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from dyffusion.data.flow_solver import Channel, FlowSolver, SolverSettings
+from dyffusion.data.generation import split_seed, write_array, write_netcdf
 
 GRID_SPACING = 0.01
 FRAME_STEP = 0.08
@@ -119,11 +119,6 @@ def simulate_trajectory(obstacles, settings: SolverSettings = SolverSettings(), 
     return result
 
 
-def split_seed(seed: int, split: str) -> int:
-    """Independent seed of a split, derived from (seed, split name) so splits never share geometries."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(split.encode())]).generate_state(1)[0])
-
-
 def split_obstacles(seed: int, split: str, count: int) -> list[tuple[tuple[float, float, float], ...]]:
     rng = np.random.default_rng(split_seed(seed, split))
     return [random_obstacles(rng) for _ in range(count)]
@@ -168,10 +163,7 @@ def _parts_dir(out_dir: Path, split: str, seed: int, settings: SolverSettings, n
 
 
 def _write_part(path: Path, obstacles, settings: SolverSettings, num_frames: int) -> Path:
-    fields = simulate_trajectory(obstacles, settings, num_frames)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, fields)
-    os.replace(tmp, path)
+    write_array(simulate_trajectory(obstacles, settings, num_frames), path)
     return path
 
 
@@ -222,13 +214,6 @@ def write_navier_stokes_splits(out_dir, train: int = 100, val: int = 2, test: in
         parts = _parts_dir(out_dir, split, seed, settings, num_frames)
         obstacles = split_obstacles(seed, split, counts[split])
         fields = np.stack([np.load(parts / f"{index:04d}.npy", allow_pickle=False) for index in range(len(obstacles))])
-        ds = navier_stokes_dataset(obstacles, fields, settings, split_rng_seed)
-        tmp = out_dir / f".{split}.nc.{os.getpid()}.tmp"
-        try:
-            ds.to_netcdf(tmp, engine="netcdf4")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_netcdf(navier_stokes_dataset(obstacles, fields, settings, split_rng_seed), path)
         shutil.rmtree(parts)
     return paths

@@ -15,13 +15,13 @@ slicing the grid gives contiguous blocks of trajectories and numpy works on many
 from __future__ import annotations
 
 import math
-import os
-import zlib
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
+
+from dyffusion.data.generation import split_seed, write_netcdf
 
 STORED_STEP = 0.00781
 SUBSTEPS = 128
@@ -188,11 +188,6 @@ def spring_mesh_dataset(num_trajectories: int, frames: int = 805, seed: int = 0,
     )
 
 
-def split_seed(seed: int, split: str) -> int:
-    """Independent seed of a split, derived from (seed, split name) so splits never share trajectories."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(split.encode())]).generate_state(1)[0])
-
-
 def _is_complete(path: Path, num_trajectories: int, frames: int, seed: int) -> bool:
     """True if ``path`` opens with xarray and holds the expected trajectories, frames and seed."""
     try:
@@ -222,12 +217,5 @@ def write_spring_mesh_splits(out_dir, train: int = 100, val: int = 3, test: int 
         split_rng_seed = split_seed(seed, split)
         if _is_complete(path, count, frames, split_rng_seed):
             continue
-        ds = spring_mesh_dataset(count, frames, split_rng_seed, ood=split == "test_ood", progress=progress)
-        tmp = out_dir / f".{split}.nc.{os.getpid()}.tmp"  # same directory, so os.replace is atomic
-        try:
-            ds.to_netcdf(tmp, engine="netcdf4")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_netcdf(spring_mesh_dataset(count, frames, split_rng_seed, ood=split == "test_ood", progress=progress), path)
     return paths
