@@ -86,9 +86,11 @@ class FlowSolver:
     # ---- projection ---------------------------------------------------------------------------------
 
     def _build_projection(self) -> None:
-        """Sparse divergence of the open faces and the factorised Poisson matrix ``D W D^T``.
+        """Sparse divergence ``D`` (fluid cells x open faces) and the factorised Poisson matrix ``D W D^T``.
 
-        The outlet faces see the Dirichlet pressure half a cell away, so their gradient weight W is 2.
+        ``D`` holds +1/h for a cell's east or north face and -1/h for its west or south face, so the
+        pressure gradient on the open faces is ``-W D^T p``; W is 1, except 2 on the outlet faces, which
+        see the Dirichlet pressure half a cell away. Solid, wall and inlet faces are closed: Neumann.
         """
         nx, ny, h = self.nx, self.ny, self.h
         cell_index = np.full((nx, ny), -1)
@@ -133,8 +135,8 @@ class FlowSolver:
         rhs = self.divergence @ self._open_faces(u_rate, v_rate) + self._inlet_divergence(inlet_rate)
         return self._poisson.solve(-rhs)
 
-    def _subtract_gradient(self, u: np.ndarray, v: np.ndarray, pressure: np.ndarray, scale: float) -> None:
-        gradient = -(self.divergence.T @ pressure) * self.face_weights * scale
+    def _subtract_gradient(self, u: np.ndarray, v: np.ndarray, pressure: np.ndarray) -> None:
+        gradient = -(self.divergence.T @ pressure) * self.face_weights
         u[self.open_u] -= gradient[: self._u_count]
         v[self.open_v] -= gradient[self._u_count :]
 
@@ -215,7 +217,7 @@ class FlowSolver:
         v_new = np.where(self.open_v, v + dt * dv, 0.0)
         u_new[0] = self.channel.inflow(self.y_centres, time)
         pressure = self._pressure(u_new, v_new, u_new[0])  # times dt: the step's pressure impulse
-        self._subtract_gradient(u_new, v_new, pressure, 1.0)
+        self._subtract_gradient(u_new, v_new, pressure)
         return u_new, v_new
 
     def advance(self, duration: float) -> None:
