@@ -35,10 +35,14 @@ class Channel:
     ramp_rate: float = 5.0  # inflow (1 - exp(-ramp_rate t)); 0 means the full inflow from t = 0
     obstacles: tuple[tuple[float, float, float], ...] = field(default_factory=tuple)  # (x, y, radius)
 
+    def inflow_profile(self, y: np.ndarray) -> np.ndarray:
+        """Inlet velocity u at heights ``y`` once the ramp is complete: the parabola of maximum ``max_inflow``."""
+        return self.max_inflow * 4.0 * y * (self.height - y) / self.height**2
+
     def inflow(self, y: np.ndarray, time: float) -> np.ndarray:
         """Inlet velocity u at heights ``y`` and ``time``."""
         ramp = 1.0 - np.exp(-self.ramp_rate * time) if self.ramp_rate > 0 else 1.0
-        return self.max_inflow * 4.0 * y * (self.height - y) / self.height**2 * ramp
+        return self.inflow_profile(y) * ramp
 
     def inside_obstacle(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Boolean array of the broadcast shape of ``x`` and ``y``: the point lies in an obstacle (boundary included)."""
@@ -241,7 +245,7 @@ class FlowSolver:
         """Pressure ``(nx, ny)`` of the current velocity (kinematic, p / rho), NaN in solid cells."""
         du, dv = self._rates(self.u, self.v)
         ramp_rate = self.channel.ramp_rate
-        inlet_rate = (self.channel.inflow(self.y_centres, np.inf) * ramp_rate * np.exp(-ramp_rate * self.time)
+        inlet_rate = (self.channel.inflow_profile(self.y_centres) * ramp_rate * np.exp(-ramp_rate * self.time)
                       if ramp_rate > 0 else np.zeros(self.ny))
         fluid_pressure = self._pressure(du, dv, inlet_rate)
         result = np.full((self.nx, self.ny), np.nan)

@@ -16,6 +16,17 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(split.encode())]).generate_state(1)[0])
 
 
+def is_complete(path: Path, trajectories: int, frames: int, **attrs) -> bool:
+    """True if ``path`` opens with xarray and holds the expected trajectories, frames and attribute values
+    (what the file was made from); a missing, truncated or foreign file is not complete."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            found = (ds.sizes.get("trajectory"), ds.sizes.get("time"), *(ds.attrs.get(key) for key in attrs))
+            return found == (trajectories, frames, *attrs.values())
+    except Exception:  # missing, truncated or not netCDF: regenerate
+        return False
+
+
 def write_netcdf(dataset: xr.Dataset, path: Path) -> None:
     """Write to a temporary file beside ``path`` and rename it in place: never a half-written file at ``path``."""
     with atomic_path(path) as temporary:

@@ -25,7 +25,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from dyffusion.data.flow_solver import Channel, FlowSolver, SolverSettings
-from dyffusion.data.generation import split_seed, write_array, write_netcdf
+from dyffusion.data.generation import is_complete, split_seed, write_array, write_netcdf
 
 GRID_SPACING = 0.01
 FRAME_STEP = 0.08
@@ -65,7 +65,7 @@ def static_fields(channel: Channel, spacing: float = GRID_SPACING) -> dict[str, 
     fixed[[0, -1], :] = True
     fixed[:, 0] = True
     inflow = np.zeros_like(obstacle, dtype=np.float64)
-    inflow[1:-1, 0] = replace(channel, ramp_rate=0.0).inflow(y[1:-1], 0.0)
+    inflow[1:-1, 0] = channel.inflow_profile(y[1:-1])
     return {"obstacle_mask": obstacle.astype(np.float32), "fixed_mask": fixed.astype(np.float32),
             "inflow": inflow.astype(np.float32)}
 
@@ -168,13 +168,8 @@ def _write_part(path: Path, obstacles, settings: SolverSettings, num_frames: int
 
 
 def _is_complete(path: Path, count: int, frames: int, seed: int, settings: SolverSettings) -> bool:
-    try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            found = (ds.sizes.get("trajectory"), ds.sizes.get("time"), ds.attrs.get("seed"),
-                     ds.attrs.get("solver_cell_size"), ds.attrs.get("solver_time_step"))
-            return found == (count, frames, seed, settings.cell_size, settings.time_step)
-    except Exception:  # missing, truncated or not netCDF: regenerate
-        return False
+    return is_complete(path, count, frames, seed=seed, solver_cell_size=settings.cell_size,
+                       solver_time_step=settings.time_step)
 
 
 def write_navier_stokes_splits(out_dir, train: int = 100, val: int = 2, test: int = 5, seed: int = 0,

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from dyffusion.data.generation import split_seed, write_netcdf
+from dyffusion.data.generation import is_complete, split_seed, write_netcdf
 
 STORED_STEP = 0.00781
 SUBSTEPS = 128
@@ -188,16 +188,6 @@ def spring_mesh_dataset(num_trajectories: int, frames: int = 805, seed: int = 0,
     )
 
 
-def _is_complete(path: Path, num_trajectories: int, frames: int, seed: int) -> bool:
-    """True if ``path`` opens with xarray and holds the expected trajectories, frames and seed."""
-    try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            sizes = (ds.sizes.get("trajectory"), ds.sizes.get("time"), ds.attrs.get("seed"))
-            return sizes == (num_trajectories, frames, seed)
-    except Exception:  # missing, truncated or not netCDF: regenerate
-        return False
-
-
 def write_spring_mesh_splits(out_dir, train: int = 100, val: int = 3, test: int = 15, ood_test: int = 15,
                              frames: int = 805, seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Write ``out_dir/{train,val,test,test_ood}.nc`` (splits of count 0 are skipped); returns split -> path.
@@ -215,7 +205,7 @@ def write_spring_mesh_splits(out_dir, train: int = 100, val: int = 3, test: int 
             continue
         path = paths[split] = out_dir / f"{split}.nc"
         split_rng_seed = split_seed(seed, split)
-        if _is_complete(path, count, frames, split_rng_seed):
+        if is_complete(path, count, frames, seed=split_rng_seed):
             continue
         write_netcdf(spring_mesh_dataset(count, frames, split_rng_seed, ood=split == "test_ood", progress=progress), path)
     return paths
