@@ -51,8 +51,8 @@ def main() -> None:
             config.baseline.learning_rate = config.forecaster.learning_rate
             fit(data, run_dir, config, quiet=True)
             run = Run.load(run_dir)
-            metrics, _ = evaluate(run, test, args.members, rollout=full_rollout(run, test), progress=False,
-                                  keep_example=False)
+            metrics = evaluate(run, test, args.members, rollout=full_rollout(run, test), progress=False,
+                               keep_example=False).metrics
             write_json(metrics_file, metrics)
         rows[method] = json.loads(metrics_file.read_text())
         print(method, rows[method]["mean"])

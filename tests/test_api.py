@@ -19,7 +19,7 @@ def test_python_forecast_from_tensor_and_xarray_match_the_cli(tiny_run, spring_d
     initial = torch.from_numpy(np.concatenate([test["p"].values[0, 0], test["q"].values[0, 0]]))
     from_tensor = dyffusion.forecast(run, initial, members=2, steps=5, seed=3)
     np.testing.assert_allclose(from_tensor["p"].values, cli["p"].values, rtol=1e-6, atol=1e-6)
-    assert from_tensor["q"].dims == ("member", "lead_time", "component", "y", "x")
+    assert from_tensor["q"].dims == ("member", "init_time", "lead_time", "component", "y", "x")
 
 
 def test_python_fit_with_a_config_object(spring_data, tmp_path):

@@ -61,7 +61,7 @@ def test_every_method_forecasts_the_data_layout_with_spread(method, baseline_run
     assert main(["forecast", str(baseline_runs[method]), "--data", str(spring_data), "--members", "3",
                  "--steps", "5", "--out", str(out), "--quiet"]) == 0
     forecast = xr.open_dataset(out)
-    assert forecast["q"].dims == ("member", "lead_time", "component", "y", "x")
+    assert forecast["q"].dims == ("member", "init_time", "lead_time", "component", "y", "x")
     assert forecast.sizes["lead_time"] == 5 and np.abs(forecast["q"][0] - forecast["q"][1]).max() > 0
 
 

@@ -37,6 +37,7 @@ def test_evaluate_writes_metrics_per_lead_time(tiny_run, tmp_path):
     # The fair CRPS subtracts a larger spread term than the paper's estimator.
     assert all(fair <= paper for fair, paper in zip(metrics["crps_fair"], metrics["crps"]))
     assert (out / "metrics_vs_lead_time.png").exists() and (out / "report.md").exists()
+    assert metrics["area_weighting"] == "none"  # x/y grid without a latitude coordinate
 
 
 def test_forecast_writes_the_data_layout_and_applies_boundary_conditions(tiny_run, spring_data, tmp_path):
@@ -44,10 +45,15 @@ def test_forecast_writes_the_data_layout_and_applies_boundary_conditions(tiny_ru
     assert main(["forecast", str(tiny_run), "--data", str(spring_data), "--members", "3", "--steps", "6",
                  "--out", str(out), "--quiet"]) == 0
     forecast = xr.open_dataset(out)
-    assert forecast["q"].dims == ("member", "lead_time", "component", "y", "x")
-    assert forecast.sizes["member"] == 3 and forecast["lead_time"].values.tolist() == [1, 2, 3, 4, 5, 6]
+    assert forecast["q"].dims == ("member", "init_time", "lead_time", "component", "y", "x")
+    assert forecast.sizes["member"] == 3 and forecast["lead_step"].values.tolist() == [1, 2, 3, 4, 5, 6]
     assert {"truth_p", "truth_q"} <= set(forecast.data_vars)
     truth = xr.open_dataset(spring_data / "test.nc")
+    # Lead times in the units of the data's time coordinate: the run uses every 2nd frame.
+    step = 2 * float(truth["time"][1] - truth["time"][0])
+    np.testing.assert_allclose(forecast["lead_time"].values, step * np.arange(1, 7), rtol=1e-6)
+    np.testing.assert_allclose(forecast["init_time"].values, truth["time"].values[:1])
+    np.testing.assert_allclose(forecast["valid_time"].values[0], truth["time"].values[0] + step * np.arange(1, 7))
     fixed = truth["fixed_mask"].values > 0.5
     # Fixed particles stay exactly at rest in every member and lead time.
     np.testing.assert_array_equal(forecast["q"].values[..., fixed],
@@ -61,7 +67,7 @@ def test_forecast_at_real_valued_times(tiny_run, spring_data, tmp_path):
     out = tmp_path / "times.nc"
     assert main(["forecast", str(tiny_run), "--data", str(spring_data), "--members", "2", "--times", "0.5,1,2.5,4",
                  "--out", str(out), "--quiet"]) == 0
-    assert xr.open_dataset(out)["lead_time"].values.tolist() == [0.5, 1, 2.5, 4]
+    assert xr.open_dataset(out)["lead_step"].values.tolist() == [0.5, 1, 2.5, 4]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -72,6 +78,12 @@ def test_forecast_at_real_valued_times(tiny_run, spring_data, tmp_path):
     (["fit", "{data}", "--out", "{tmp}/r", "--horizon", "100", "--max-epochs", "1"], "too short for horizon 100"),
     (["fit", "{data}", "--out", "{tmp}/r", "--config", "no-such-preset"], "neither a YAML file nor a preset"),
     (["fit", "{data}", "--out", "{tmp}/r", "--set", "interpolator.dropout=0.1"], "unknown key"),
+    (["fit", "{data}/train.nc", "--out", "{tmp}/r", "--max-epochs", "1"], "give --split-by"),
+    (["fit", "{data}", "--out", "{tmp}/r", "--split-by", "time"], "directory of split files"),
+    (["fit", "{data}/train.nc", "--out", "{tmp}/r", "--val-fraction", "0.6", "--test-fraction", "0.5"], "nothing to train"),
+    (["evaluate", "{run}", "--lat-weighting"], "needs a latitude coordinate"),
+    (["forecast", "{run}", "--init-times", "99", "--out", "{tmp}/f.nc"], "not a time of the data"),
+    (["forecast", "{run}", "--start", "1000", "--out", "{tmp}/f.nc"], "start 1000 outside"),
 ])
 def test_bad_input_gets_one_clear_line(args, message, tiny_run, spring_data, tmp_path, capsys):
     filled = [a.format(tmp=tmp_path, run=tiny_run, data=spring_data) for a in args]

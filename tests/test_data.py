@@ -139,3 +139,20 @@ def test_per_point_normalizer_removes_the_mean_field():
     np.testing.assert_allclose(normalised.mean(axis=(0, 1)), 0, atol=1e-4)
     np.testing.assert_allclose(normalised.std(axis=(0, 1))[0, 1:, 1:], 1, atol=1e-4)
     assert normalizer.std[0, 0, 0] == 1 and normalised[0, 0, 0, 0, 0] == 0
+
+
+def test_written_files_are_whole_or_absent_and_readable_by_others(tmp_path):
+    import os
+
+    from dyffusion.io import atomic_path, write_json
+
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+        with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.json") as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("crash while writing")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # nothing half-written, no temporary
+    finally:
+        os.umask(previous)

@@ -182,8 +182,8 @@ def test_train_evaluate_and_forecast_obey_the_boundary_conditions(flow, tmp_path
     assert main(["forecast", str(run), "--data", str(data), "--members", "2", "--steps", "20", "--out", str(out),
                  "--quiet"]) == 0
     with xr.open_dataset(out) as forecast:
-        u, v = forecast["u"].values, forecast["v"].values  # (member, lead_time, y, x)
-        lead = forecast["lead_time"].values
+        u, v = forecast["u"].values[:, 0], forecast["v"].values[:, 0]  # (member, lead_time, y, x)
+        lead = forecast["lead_step"].values
     y = ds.y.values[1:-1]
     time = ds.time.values[0] + 0.08 * lead  # the forecast starts from the first frame
     inlet = 4 * y * (HEIGHT - y) / HEIGHT**2 * (1 - np.exp(-5 * time[:, None]))

@@ -44,10 +44,11 @@ def forecast(run: Run, initial: torch.Tensor | np.ndarray | xr.Dataset, static=N
 
     initial: a (C, H, W) tensor in the run's channel order (static conditions from ``static`` or those stored
     in the run), or an xarray Dataset in the data contract's layout (its last time is the initial condition).
-    Returns a Dataset with dims (member, lead_time, [extra], sp1, sp2), as ``dyffusion forecast`` writes.
+    Returns a Dataset with dims (member, init_time, lead_time, [extra], sp1, sp2), as ``dyffusion forecast``
+    writes (init_time has length 1).
     """
     if isinstance(initial, xr.Dataset):
         # Only the last frame matters; keeping it alone also keeps it through the run's time stride.
         data = from_xarray(initial.isel(time=[-1]), "xarray input", min_frames=1)
-        return forecast_dataset(run, data, 0, 0, members, steps, times, seed, member_dim)
-    return forecast_dataset(run, _from_tensor(run, initial, static), 0, 0, members, steps, times, seed, member_dim)
+        return forecast_dataset(run, data, [(0, 0)], members, steps, times, seed, member_dim)
+    return forecast_dataset(run, _from_tensor(run, initial, static), [(0, 0)], members, steps, times, seed, member_dim)

@@ -16,6 +16,7 @@ from typing import Any, Union
 
 import yaml
 
+from dyffusion.data.splits import SplitConfig
 from dyffusion.networks.config import NetworkConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -30,6 +31,7 @@ class DataConfig:
     window_stride: distance between the starts of consecutive training windows.
     val_window_stride: the same for validation windows (``None``: one window per horizon).
     normalization: ``channel`` (one mean and std per channel) or ``point`` (per channel and grid point).
+    split: how a single data file is split into train, val and test (see :class:`SplitConfig`).
     """
 
     horizon: int = 16
@@ -37,6 +39,7 @@ class DataConfig:
     window_stride: int = 1
     val_window_stride: int | None = None
     normalization: str = "channel"
+    split: SplitConfig = field(default_factory=SplitConfig)
 
 
 @dataclass
@@ -148,6 +151,7 @@ class TrainerConfig:
 
 
 METHODS = ("dyffusion", "dropout", "perturbation", "ddpm", "mcvd")
+MEMBER_DIMS = ("member", "number", "realization", "sample")  # names verification tools use for the ensemble
 
 
 @dataclass

@@ -34,9 +34,10 @@ def run_demo(out: str | Path = "demo", max_minutes: float | None = None, quiet: 
     run = fit(out / "data", out / "run", config, quiet=quiet)
     say("[3/3] evaluating full-length rollouts on the test trajectories")
     test = open_gridded(out / "data", "test")
-    metrics, example = evaluate(run, test, DEMO_MEMBERS, rollout=full_rollout(run, test), progress=not quiet)
+    result = evaluate(run, test, DEMO_MEMBERS, rollout=full_rollout(run, test), progress=not quiet)
+    metrics = result.metrics
     metrics["split"], metrics["data"] = "test", test.source
-    figures = write_evaluation(out, run, metrics, example)
+    figures = write_evaluation(out, run, metrics, result.example)
     minutes = (time.monotonic() - started) / 60
     extra = {
         "data": f"spring mesh, {DEMO_DATA['train']} train / {DEMO_DATA['val']} val / {DEMO_DATA['test']} test "

@@ -13,6 +13,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; renamed onto it only if the block succeeds."""
@@ -22,6 +28,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        if os.path.isfile(temporary):
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes files private; results are for sharing
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

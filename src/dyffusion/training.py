@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader
 from dyffusion.baselines.multistep import MultiStepModule, choose_perturbation_scale
 from dyffusion.baselines.video_diffusion import VideoDiffusionModule
 from dyffusion.config import ExperimentConfig, TrainerConfig, save_config
-from dyffusion.data.contract import GriddedData, open_gridded
+from dyffusion.data.contract import GriddedData
 from dyffusion.data.normalization import Normalizer
+from dyffusion.data.splits import open_split
 from dyffusion.data.windows import WindowDataset
 from dyffusion.forecaster.module import ForecasterModule
 from dyffusion.interpolator.module import InterpolatorModule
@@ -92,7 +93,8 @@ def _train_stage(module: pl.LightningModule, network: torch.nn.Module, stage: st
 
 def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str = "both",
         quiet: bool = False) -> Run:
-    """Train on ``data`` (a directory with ``train`` and ``val`` splits) into the run directory ``out``."""
+    """Train on ``data`` (a directory with ``train`` and ``val`` splits, or one file split by
+    ``config.data.split``) into the run directory ``out``."""
     if stage not in ("both", *STAGES):
         raise ValueError(f"unknown stage {stage!r}; choose both, interpolator or forecaster")
     if config.trainer.max_epochs is None and not config.trainer.max_minutes:
@@ -106,8 +108,8 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     started = time.monotonic()
     run = Path(out)
 
-    train = open_gridded(data, "train").subsample_time(config.data.time_stride)
-    val = open_gridded(data, "val").subsample_time(config.data.time_stride)
+    train = open_split(data, "train", config.data.split).subsample_time(config.data.time_stride)
+    val = open_split(data, "val", config.data.split).subsample_time(config.data.time_stride)
     if stage == "forecaster":
         spec = Run.load(run, need_forecaster=False).spec  # the normalisation stage 1 was trained with
     else:

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from dyffusion.config import METHODS, ConfigError, available_presets, load_config, nested, parse_override
+from dyffusion.config import MEMBER_DIMS, METHODS, ConfigError, available_presets, load_config, nested, parse_override
 from dyffusion.data.contract import DataError
 
 USER_ERRORS = (ConfigError, DataError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
@@ -25,6 +25,17 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _integers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _texts(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", type=int, help="ensemble size (default: the run's sampling.members)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks and noise")
@@ -33,7 +44,11 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                         help="re-predict intermediate lead times from the final forecast (default: the run's)")
     parser.add_argument("--ddim-steps", type=int, help="DDPM/MCVD: sample with DDIM in this many steps")
-    parser.add_argument("--split", default="test", help="split to read from a data directory (default: test)")
+    parser.add_argument("--split", default="test",
+                        help="train, val or test: a file of a data directory, or the part of the file the run was "
+                             "split from with --split-by; 'all' = a whole file (default: test)")
+    parser.add_argument("--member-dim", default="member", choices=MEMBER_DIMS,
+                        help="name of the ensemble dimension in forecast files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -61,13 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--seed", type=int, default=0)
     flow.add_argument("--workers", type=int, help="parallel processes (default: one per CPU core)")
     flow.add_argument("--quiet", action="store_true")
+    sst = systems.add_parser("sst", help="OISSTv2 box files (sst.day.mean.box{ID}.nc) -> standardised anomaly splits")
+    sst.add_argument("box_dir", type=Path, help="directory with the released sst.day.mean.box{ID}.nc files")
+    sst.add_argument("out_dir", type=Path)
+    sst.add_argument("--boxes", type=_integers, help="box IDs (default: every box file in BOX_DIR)")
+    for name, (first, last) in (("train", ("1982-01-01", "2018-12-31")), ("val", ("2019-01-01", "2019-12-31")),
+                                ("test", ("2020-01-01", "2020-12-31"))):
+        sst.add_argument(f"--{name}-range", default=f"{first}..{last}", metavar="START..END",
+                         help=f"{name} dates, inclusive (default {first}..{last}, the paper's)")
+    sst.add_argument("--quiet", action="store_true")
+    synthetic = systems.add_parser("sst-synthetic", help="a synthetic stand-in for the paper's 11 SST boxes, "
+                                                         "as box files and standardised splits")
+    synthetic.add_argument("out_dir", type=Path)
+    synthetic.add_argument("--boxes", type=_integers, help="box IDs (default: the paper's 11)")
+    synthetic.add_argument("--start", default="2015-01-01", help="first day (train runs to 2018-12-31)")
+    synthetic.add_argument("--end", default="2020-12-31", help="last day (val is 2019, test 2020)")
+    synthetic.add_argument("--size", type=int, default=60, help="grid points per box side")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--quiet", action="store_true")
 
     validate = commands.add_parser("validate-solver",
                                    help="check the Navier-Stokes solver on the Schäfer-Turek 2D-2 benchmark (~1 min)")
     validate.add_argument("--quiet", action="store_true")
 
     fit = commands.add_parser("fit", help="train the interpolator, then the forecaster")
-    fit.add_argument("data", type=Path, help="directory with train.nc and val.nc (or .zarr)")
+    fit.add_argument("data", type=Path, help="directory with train.nc and val.nc (or .zarr), or one file with --split-by")
     fit.add_argument("--out", type=Path, required=True, help="run directory to write")
     fit.add_argument("--config", help=f"preset ({', '.join(available_presets())}) or a YAML file")
     fit.add_argument("--method", choices=METHODS, help="DYffusion (default) or one of the paper's baselines")
@@ -76,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--max-minutes", type=float, help="wall-clock cap of the whole fit")
     budget.add_argument("--max-epochs", type=int, help="epochs per stage (a deterministic budget)")
     fit.add_argument("--seed", type=int)
+    split = fit.add_argument_group("splitting one file (stored in the run; evaluate and forecast reuse it)")
+    split.add_argument("--split-by", choices=["time", "trajectory"],
+                       help="contiguous blocks: train first, then val, then test")
+    split.add_argument("--val-fraction", type=float, help="share of the val block (default 0.1)")
+    split.add_argument("--test-fraction", type=float, help="share of the test block (default 0.1)")
+    for name in ("train", "val", "test"):
+        split.add_argument(f"--{name}-range", metavar="START..END",
+                           help=f"{name} times, inclusive, e.g. 2019-01-01..2019-12-31 or 2019..2019 (implies time)")
     fit.add_argument("--stage", choices=["both", "interpolator", "forecaster"], default="both")
     fit.add_argument("--devices", help="Lightning devices (e.g. 1, 2, auto)")
     fit.add_argument("--accelerator", help="cpu, gpu or auto")
@@ -89,18 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--inits", type=int, help="number of initial conditions spread evenly over the split")
     evaluate.add_argument("--rollout", help="lead steps to score (default h; 'full' = whole trajectories)")
     evaluate.add_argument("--out", type=Path, help="output directory (default RUN/eval-SPLIT)")
+    evaluate.add_argument("--lat-weighting", action=argparse.BooleanOptionalAction, default=None,
+                          help="weight points by cos(latitude) (default: on when the data has a latitude coordinate)")
+    evaluate.add_argument("--save-forecasts", nargs="?", const="forecasts.nc", metavar="FILE",
+                          help="also write every forecast and its truth (default OUT/forecasts.nc; .zarr for zarr)")
     _add_sampling_options(evaluate)
 
-    forecast = commands.add_parser("forecast", help="write one ensemble forecast as netCDF")
+    forecast = commands.add_parser("forecast", help="write ensemble forecasts as netCDF or zarr")
     forecast.add_argument("run", type=Path)
-    forecast.add_argument("--data", type=Path)
-    forecast.add_argument("--trajectory", type=int, default=0)
-    forecast.add_argument("--start", type=int, default=0, help="index of the initial frame (after the time stride)")
+    forecast.add_argument("--data", type=Path, help="data file or directory (default: the one the run was trained on)")
+    forecast.add_argument("--trajectory", type=int, default=0, help="trajectory of --start and --init-times")
+    where = forecast.add_mutually_exclusive_group()
+    where.add_argument("--start", type=_integers, default=[0],
+                       help="indices of the initial frames (after the time stride), e.g. 0 or 0,30,60")
+    where.add_argument("--init-times", type=_texts, help="initial times, values of the time coordinate, "
+                                                         "e.g. 2020-03-01,2020-06-01")
+    where.add_argument("--inits", type=int, help="this many initial conditions spread evenly over the split")
     what = forecast.add_mutually_exclusive_group()
     what.add_argument("--steps", type=int, help="lead steps, by autoregressive rollout beyond h")
     what.add_argument("--times", type=_floats, help="real-valued lead times in (0, h], e.g. 0.5,1,1.5")
-    forecast.add_argument("--member-dim", default="member", choices=["member", "number", "realization", "sample"])
-    forecast.add_argument("--out", type=Path, required=True, help="netCDF file to write")
+    forecast.add_argument("--out", type=Path, required=True, help="file to write: .nc for netCDF, .zarr for zarr")
     _add_sampling_options(forecast)
 
     demo = commands.add_parser("demo", help="data, training and evaluation on a small spring mesh (~15 min on 2 cores)")
@@ -114,7 +163,10 @@ def _fit_config(args: argparse.Namespace):
     overrides = [parse_override(text) for text in args.set]
     devices = int(args.devices) if args.devices and args.devices.isdigit() else args.devices
     named = {"method": args.method, "data.horizon": args.horizon, "trainer.seed": args.seed, "trainer.devices": devices,
-             "trainer.accelerator": args.accelerator}
+             "trainer.accelerator": args.accelerator, "data.split.by": args.split_by,
+             "data.split.val_fraction": args.val_fraction, "data.split.test_fraction": args.test_fraction,
+             "data.split.train_range": args.train_range, "data.split.val_range": args.val_range,
+             "data.split.test_range": args.test_range}
     overrides += [nested(key, value) for key, value in named.items() if value is not None]
     # Either budget given on the command line replaces both budgets of the preset.
     if args.max_epochs is not None:
@@ -124,13 +176,10 @@ def _fit_config(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
-def _trained_on(run_dir: Path, data: Path | None) -> Path:
-    if data is not None:
-        return data
-    source = json.loads((run_dir / "training.json").read_text()).get("data") if (run_dir / "training.json").exists() else None
-    if not source:
-        raise DataError(f"give --data: {run_dir} does not record the data it was trained on")
-    return Path(source)
+def _trained_on(run_dir: Path) -> Path | None:
+    summary = run_dir / "training.json"
+    source = json.loads(summary.read_text()).get("data") if summary.exists() else None
+    return Path(source) if source else None
 
 
 def _pipeline_options(args: argparse.Namespace) -> dict:
@@ -141,15 +190,41 @@ def _pipeline_options(args: argparse.Namespace) -> dict:
 
 
 def _run_data(args: argparse.Namespace):
-    from dyffusion.data.contract import open_gridded
+    """The run and the data of ``--split``: the run's own split rule applies to the file it was trained on."""
+    from dyffusion.data.splits import open_split
     from dyffusion.run import Run
 
     run = Run.load(args.run)
-    data = open_gridded(_trained_on(args.run, args.data), args.split)
-    return run, data
+    trained_on = _trained_on(args.run)
+    path = args.data or trained_on
+    if path is None:
+        raise DataError(f"give --data: {args.run} does not record the data it was trained on")
+    same_file = trained_on is not None and Path(path).resolve() == trained_on.resolve()
+    rule = run.config.data.split if same_file and run.config.data.split.by else None
+    return run, open_split(path, None if args.split == "all" else args.split, rule)
+
+
+def _date_range(text: str, option: str) -> tuple[str, str]:
+    first, separator, last = text.partition("..")
+    if not separator or not first.strip() or not last.strip():
+        raise ValueError(f"{option}: expected START..END, e.g. 2019-01-01..2019-12-31, got {text!r}")
+    return first.strip(), last.strip()
 
 
 def cmd_data(args: argparse.Namespace) -> None:
+    if args.system in ("sst", "sst-synthetic"):
+        from dyffusion.data.sst import PAPER_BOXES, make_synthetic_sst, prepare_sst
+
+        if args.system == "sst":
+            splits = {name: _date_range(getattr(args, f"{name}_range"), f"--{name}-range")
+                      for name in ("train", "val", "test")}
+            paths = prepare_sst(args.box_dir, args.out_dir, splits, args.boxes, progress=not args.quiet)
+        else:
+            paths = make_synthetic_sst(args.out_dir, args.boxes or PAPER_BOXES, args.start, args.end, args.seed,
+                                       args.size, progress=not args.quiet)
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+        return
     counts = {"train": args.train, "val": args.val, "test": args.test}
     if any(count < 0 for count in counts.values()):
         raise ValueError(f"trajectory counts must be >= 0, got {counts}")
@@ -177,7 +252,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dyffusion.evaluation import evaluate, full_rollout
+    from dyffusion.evaluation import evaluate, forecast_to_xarray, full_rollout, write_forecast
     from dyffusion.evaluation.report import markdown_report, write_evaluation
     from dyffusion.io import write_text
 
@@ -190,28 +265,62 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise ValueError(f"--rollout takes a number of steps or 'full', got {args.rollout!r}")
         rollout = int(args.rollout)
     members = run.config.sampling.members if args.members is None else args.members
-    metrics, example = evaluate(run, data, members, rollout, args.inits,
-                                args.seed, not args.quiet, _pipeline_options(args))
+    result = evaluate(run, data, members, rollout, args.inits, args.seed, not args.quiet, _pipeline_options(args),
+                      lat_weighting=args.lat_weighting, keep_forecasts=args.save_forecasts is not None)
+    metrics = result.metrics
     metrics["split"], metrics["data"] = args.split, data.source
     out = args.out or args.run / f"eval-{args.split}"
-    figures = write_evaluation(out, run, metrics, example)
+    if args.save_forecasts is not None:
+        path = out / args.save_forecasts
+        dataset = forecast_to_xarray(result.ensemble, result.lead_times, run.spec,
+                                     data.subsample_time(run.spec.time_stride), result.inits, args.member_dim,
+                                     result.truth)
+        dataset.attrs.update({"members": members, "method": run.method, "run": str(args.run), "source": data.source})
+        write_forecast(dataset, path)
+        metrics["forecasts"] = str(path)
+    figures = write_evaluation(out, run, metrics, result.example)
     write_text(out / "report.md", markdown_report(f"{run.method} evaluation: {args.run}", run, metrics, figures, out,
                                                    {"data": data.source, "split": args.split}))
     mean = metrics["mean"]
     print(f"CRPS {mean['crps']:.4g}  MSE {mean['mse']:.4g}  SSR {mean['ssr']:.3g}  -> {out / 'metrics.json'}")
 
 
+def _forecast_inits(args: argparse.Namespace, run, data) -> list[tuple[int, int]]:
+    """(trajectory, start frame after the stride) pairs from --start, --init-times or --inits."""
+    import numpy as np
+
+    from dyffusion.evaluation import initial_conditions
+
+    strided = data.subsample_time(run.spec.time_stride)
+    if args.inits is not None:
+        lead = args.steps or (int(np.ceil(max(args.times))) if args.times else run.horizon)
+        return initial_conditions(strided, lead, args.inits)
+    if args.init_times is None:
+        return [(args.trajectory, start) for start in args.start]
+    starts = []
+    for text in args.init_times:
+        try:
+            value = np.datetime64(text) if np.issubdtype(strided.time.dtype, np.datetime64) else float(text)
+        except ValueError:
+            raise DataError(f"--init-times: {text!r} is not a value of the time coordinate") from None
+        found = np.flatnonzero(strided.time == value)
+        if found.size == 0:
+            raise DataError(f"--init-times: {text} is not a time of the data (after the time stride); it runs "
+                            f"from {strided.time[0]} to {strided.time[-1]}")
+        starts.append(int(found[0]))
+    return [(args.trajectory, start) for start in starts]
+
+
 def cmd_forecast(args: argparse.Namespace) -> None:
-    from dyffusion.evaluation import forecast_dataset
-    from dyffusion.io import atomic_path
+    from dyffusion.evaluation import forecast_dataset, write_forecast
 
     run, data = _run_data(args)
-    dataset = forecast_dataset(run, data, args.trajectory, args.start, args.members, args.steps, args.times,
-                               args.seed, args.member_dim, _pipeline_options(args))
-    with atomic_path(args.out) as temporary:
-        dataset.to_netcdf(temporary, engine="netcdf4")
-    print(f"forecast written to {args.out} ({dataset.sizes[args.member_dim]} members, "
-          f"{dataset.sizes['lead_time']} lead times)")
+    inits = _forecast_inits(args, run, data)
+    dataset = forecast_dataset(run, data, inits, args.members, args.steps, args.times, args.seed, args.member_dim,
+                               _pipeline_options(args))
+    write_forecast(dataset, args.out)
+    print(f"forecast written to {args.out} ({dataset.sizes[args.member_dim]} members, {len(inits)} initial "
+          f"conditions, {dataset.sizes['lead_time']} lead times)")
 
 
 def cmd_validate_solver(args: argparse.Namespace) -> int:

@@ -5,12 +5,15 @@
 - a variable without ``time`` is a static condition, ``(trajectory, sp1, sp2)`` or ``(sp1, sp2)``;
 - NaN at the same points at all times is a mask (land); any other NaN or inf is an error;
 - the global attribute ``dyffusion_invalid_mask`` may name a static variable whose nonzero points are masked
-  the same way (obstacle interiors): out of the loss and the metrics.
+  the same way (obstacle interiors): out of the loss and the metrics;
+- coordinates over the trajectory and spatial dims (``lat``, ``longitude(trajectory, lon)``, ...) are kept for
+  forecast files; a latitude among them (CF ``standard_name`` or ``units``, or the name ``lat``/``latitude``)
+  gives the area weights of the metrics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,8 @@ class GriddedData:
     values: (trajectories, time, C, H, W) float32; masked points hold 0.
     static: (trajectories, S, H, W) float32 static conditions (S may be 0).
     valid: (trajectories, H, W) bool, False at invariant-NaN points, or None when every point is valid.
+    coords: the file's coordinates over trajectory and spatial dims, loaded (values and attrs).
+    latitude: (trajectories, H, W) degrees north when the file has a latitude coordinate, else None.
     """
 
     values: np.ndarray
@@ -53,6 +58,8 @@ class GriddedData:
     extra_coords: dict[str, list] = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     source: str = ""
+    coords: dict[str, xr.Variable] = field(default_factory=dict)
+    latitude: np.ndarray | None = None
 
     @property
     def num_trajectories(self) -> int:
@@ -76,17 +83,19 @@ class GriddedData:
             raise DataError(f"time_stride must be >= 1, got {stride}")
         if stride == 1:
             return self
-        return GriddedData(
-            self.values[:, ::stride], self.static, self.channels, self.static_names, self.time[::stride],
-            self.spatial_dims, self.spatial_coords, self.valid, self.extra_coords, self.attrs, self.source,
-        )
+        return replace(self, values=self.values[:, ::stride], time=self.time[::stride])
 
 
 def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists()
 
 
-def _open(path: Path) -> xr.Dataset:
+def is_split_directory(path: Path) -> bool:
+    """A directory of split files (``train.nc``, ``val.zarr``, ...), not a zarr store."""
+    return path.is_dir() and not _is_zarr(path)
+
+
+def open_dataset(path: Path) -> xr.Dataset:
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     try:
@@ -100,7 +109,7 @@ def _open(path: Path) -> xr.Dataset:
 def resolve_split(path: str | Path, split: str | None) -> Path:
     """A file stands for itself; a directory holds one file per split (``train.nc``, ``test.zarr``, ...)."""
     path = Path(path)
-    if not path.is_dir() or _is_zarr(path):
+    if not is_split_directory(path):
         return path
     if split is None:
         raise DataError(f"{path} is a directory: name the split to read")
@@ -112,9 +121,9 @@ def resolve_split(path: str | Path, split: str | None) -> Path:
 
 
 def open_gridded(path: str | Path, split: str | None = None) -> GriddedData:
-    """Read one split of a contract data set into memory and check it."""
+    """Read one split file of a directory, or a whole file, into memory and check it."""
     file = resolve_split(path, split)
-    with _open(file) as ds:
+    with open_dataset(file) as ds:
         return from_xarray(ds, str(file))
 
 
@@ -182,6 +191,9 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         outside = static[:, static_vars.index(excluded)] == 0
         valid = outside if valid is None else valid & outside
 
+    coords = {name: xr.Variable(coord.dims, np.asarray(coord.values), dict(coord.attrs))
+              for name, coord in ds.coords.items()
+              if coord.dims and set(coord.dims) <= {"trajectory", *spatial}}
     time = np.asarray(ds["time"].values)
     if time.size < min_frames:
         raise DataError(f"{source}: needs at least {min_frames} time steps, has {time.size}")
@@ -189,8 +201,32 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         values=values, static=np.ascontiguousarray(static), channels=channels, static_names=static_vars,
         time=time, spatial_dims=spatial, spatial_coords={d: np.asarray(ds[d].values) if d in ds.coords
                                                          else np.arange(ds.sizes[d]) for d in spatial},
-        valid=valid, extra_coords=extra_coords, attrs=dict(ds.attrs), source=source,
+        valid=valid, extra_coords=extra_coords, attrs=dict(ds.attrs), source=source, coords=coords,
+        latitude=_latitude(coords, spatial, num_trajectories, values.shape[-2:], source),
     )
+
+
+LATITUDE_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n")
+
+
+def _latitude(coords: dict[str, xr.Variable], spatial: tuple[str, str], trajectories: int,
+              grid: tuple[int, int], source: str) -> np.ndarray | None:
+    """(trajectories, H, W) latitudes from the coordinate that is one, or None; CF attributes win over names."""
+    def rank(name: str, attrs: dict) -> int:
+        if attrs.get("standard_name") == "latitude" or str(attrs.get("units", "")).lower() in LATITUDE_UNITS:
+            return 2
+        return int(name.lower() in ("lat", "latitude"))
+
+    ranked = sorted(((rank(name, c.attrs), name) for name, c in coords.items() if set(c.dims) & set(spatial)),
+                    reverse=True)
+    if not ranked or ranked[0][0] == 0:
+        return None
+    name = ranked[0][1]
+    target = xr.Variable(("trajectory", *spatial), np.zeros((trajectories, *grid), np.float32))
+    latitude = np.asarray(coords[name].set_dims(target.dims, target.shape).values, dtype=np.float64)
+    if not (np.isfinite(latitude).all() and (np.abs(latitude) <= 90).all()):
+        raise DataError(f"{source}: latitude coordinate {name!r} has values outside [-90, 90] or NaN")
+    return latitude
 
 
 def _invariant_nan_mask(values: np.ndarray, channels: list[Channel], source: str) -> np.ndarray | None:

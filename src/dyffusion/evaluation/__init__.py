@@ -1,4 +1,5 @@
-from dyffusion.evaluation.evaluate import Example, evaluate, full_rollout, initial_conditions
-from dyffusion.evaluation.forecast import forecast_dataset, to_xarray
+from dyffusion.evaluation.evaluate import Evaluation, Example, evaluate, full_rollout, initial_conditions
+from dyffusion.evaluation.forecast import forecast_dataset, forecast_to_xarray, write_forecast
 
-__all__ = ["Example", "evaluate", "full_rollout", "forecast_dataset", "initial_conditions", "to_xarray"]
+__all__ = ["Evaluation", "Example", "evaluate", "full_rollout", "forecast_dataset", "forecast_to_xarray",
+           "initial_conditions", "write_forecast"]

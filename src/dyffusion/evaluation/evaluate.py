@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dyffusion.data.contract import DataError, GriddedData
+from dyffusion.evaluation.forecast import sample_ensembles, stack_batches
 from dyffusion.metrics import LeadTimeScores
 from dyffusion.run import Run
 
@@ -26,6 +26,20 @@ class Example:
     lead_times: list[int]
     valid: np.ndarray | None
     static: np.ndarray
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` returns: ``metrics`` (the ``metrics.json`` schema), the first initial condition's
+    forecast for figures, and with ``keep_forecasts`` every forecast: ensemble (M, N, L, C, H, W) from the
+    N ``inits`` and the truth (N, L, C, H, W)."""
+
+    metrics: dict
+    example: Example | None
+    inits: list[tuple[int, int]]
+    lead_times: list[int]
+    ensemble: np.ndarray | None = None
+    truth: np.ndarray | None = None
 
 
 def full_rollout(run: Run, data: GriddedData) -> int:
@@ -54,12 +68,25 @@ def initial_conditions(data: GriddedData, rollout: int, inits: int | None) -> li
     return [candidates[i] for i in sorted(set(picks.tolist()))]
 
 
+def area_weights(data: GriddedData, lat_weighting: bool | None) -> np.ndarray | None:
+    """(trajectories, H, W) cos(latitude) weights, or None. ``lat_weighting=None`` weights when the data has a
+    latitude coordinate; True without one is an error."""
+    if lat_weighting is False or (lat_weighting is None and data.latitude is None):
+        return None
+    if data.latitude is None:
+        raise DataError(f"{data.source}: latitude weighting needs a latitude coordinate (lat, or CF "
+                        f"standard_name latitude / units degrees_north)")
+    return np.cos(np.deg2rad(data.latitude))
+
+
 def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = None, inits: int | None = None,
              seed: int = 0, progress: bool = True, pipeline_options: dict | None = None,
-             keep_example: bool = True) -> tuple[dict, Example | None]:
+             keep_example: bool = True, lat_weighting: bool | None = None,
+             keep_forecasts: bool = False) -> Evaluation:
     """Ensemble scores per lead time (1..rollout) over the chosen initial conditions.
 
-    Returns (metrics dict in the ``metrics.json`` schema, the first initial condition's forecast or None).
+    lat_weighting: weight points by cos(latitude) (default: when the data has a latitude coordinate).
+    keep_forecasts: keep every forecast in the result (all of them in memory at once).
     """
     if members < 1:
         raise ValueError(f"--members must be >= 1, got {members}")
@@ -69,54 +96,52 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
     if rollout < 1:
         raise ValueError(f"--rollout must be >= 1, got {rollout}")
     pairs = initial_conditions(data, rollout, inits)
+    weights = area_weights(data, lat_weighting)
     pipeline = run.pipeline(**(pipeline_options or {}))
-    normalizer, spec = run.spec.normalizer, run.spec
-    static_all = torch.from_numpy(np.ascontiguousarray(spec.network_static(data)))
     scores = LeadTimeScores(list(range(1, rollout + 1)))
-    per_batch = max(1, pipeline.max_batch // members)
     torch.manual_seed(seed)
-    sampling_seconds, evaluations, example = 0.0, [], None
+    sampling_seconds, evaluations, chunks = 0.0, [], []
     bar = tqdm(total=len(pairs) * rollout, desc="forecasting", unit="lead", disable=not progress)
-    for first in range(0, len(pairs), per_batch):
-        batch_pairs = pairs[first : first + per_batch]
-        trajectories = [t for t, _ in batch_pairs]
-        starts = np.array([s for _, s in batch_pairs])
-        initial = normalizer.normalize(torch.from_numpy(data.values[trajectories, starts]))
-        valid = torch.from_numpy(data.valid[trajectories]) if data.valid is not None else None
-        kept = []
-        clock = time.perf_counter()
-        for lead_times, frames in pipeline.rollout(initial, static_all[trajectories], members, rollout):
-            sampling_seconds += time.perf_counter() - clock
-            evaluations.append(pipeline.network_evaluations)
-            ensemble = normalizer.denormalize(frames)
-            truth = torch.from_numpy(np.stack([data.values[t, s + np.array(lead_times)] for t, s in batch_pairs]))
-            scores.update(ensemble, truth, lead_index=lead_times[0] - 1,
-                          mask=valid[:, None, None] if valid is not None else None)
-            if keep_example and first == 0:
-                kept.append((lead_times, ensemble[:, 0].numpy(), truth[0].numpy()))
-            bar.update(len(batch_pairs) * len(lead_times))
-            clock = time.perf_counter()
-        if kept:
-            trajectory, start = batch_pairs[0]
-            example = Example(trajectory, start, data.values[trajectory, start],
-                              np.concatenate([k[2] for k in kept]), np.concatenate([k[1] for k in kept], axis=1),
-                              [t for k in kept for t in k[0]], data.valid[trajectory] if data.valid is not None else None,
-                              data.static[trajectory])
+    for batch, lead_times, ensemble, seconds in sample_ensembles(pipeline, run.spec, data, pairs, members, rollout):
+        sampling_seconds += seconds
+        evaluations.append(pipeline.network_evaluations)
+        trajectories = [t for t, _ in batch]
+        truth = torch.from_numpy(np.stack([data.values[t, s + np.array(lead_times)] for t, s in batch]))
+        valid = torch.from_numpy(data.valid[trajectories])[:, None, None] if data.valid is not None else None
+        weight = torch.from_numpy(weights[trajectories])[:, None, None] if weights is not None else None
+        scores.update(ensemble, truth, lead_index=lead_times[0] - 1, mask=valid, weights=weight)
+        if keep_forecasts or (keep_example and batch[0] == pairs[0]):
+            chunks.append((batch, lead_times, ensemble.numpy(), truth.numpy()))
+        bar.update(len(batch) * len(lead_times))
     bar.close()
     metrics = scores.compute()
-    chunks = -(-rollout // run.horizon)
     metrics.update({
-        "lead_time_unit": f"one step = {spec.time_step:g} in the units of the time coordinate (after the stride)",
+        "lead_time_unit": f"one step = {run.spec.time_step:g} in the units of the time coordinate (after the stride)",
         "members": members,
         "initial_conditions": len(pairs),
         "rollout": rollout,
         "sampler": pipeline.sampler,
         "sampling_steps": pipeline.sampling_steps,
         "method": run.method,
-        "network_evaluations": float(np.mean(evaluations)) * chunks,
+        "network_evaluations": float(np.mean(evaluations)) * -(-rollout // run.horizon),
         "sampling_seconds": sampling_seconds,
         "sampling_seconds_per_initial_condition": sampling_seconds / len(pairs),
         "crps_estimator": "crps: paper's 1/(2M^2) spread term; crps_fair: 1/(2M(M-1))",
         "units": "physical units of the data (denormalised), averaged over channels and valid points",
+        "area_weighting": "cos(latitude)" if weights is not None else "none",
     })
-    return metrics, example
+    result = Evaluation(metrics, _example(data, pairs[0], chunks) if keep_example else None, pairs,
+                        list(range(1, rollout + 1)))
+    if keep_forecasts:
+        result.ensemble = stack_batches([(batch, ensemble) for batch, _, ensemble, _ in chunks], batch_axis=1)
+        result.truth = stack_batches([(batch, truth) for batch, _, _, truth in chunks], batch_axis=0)
+    return result
+
+
+def _example(data: GriddedData, first: tuple[int, int], chunks: list) -> Example:
+    trajectory, start = first
+    mine = [(lead_times, ensemble[:, 0], truth[0]) for batch, lead_times, ensemble, truth in chunks
+            if batch[0] == first]
+    return Example(trajectory, start, data.values[trajectory, start], np.concatenate([m[2] for m in mine]),
+                   np.concatenate([m[1] for m in mine], axis=1), [t for m in mine for t in m[0]],
+                   data.valid[trajectory] if data.valid is not None else None, data.static[trajectory])

@@ -1,75 +1,189 @@
-"""One ensemble forecast from a split, returned as an xarray Dataset in the data's own layout."""
+"""Ensemble forecasts from many initial conditions, as xarray Datasets that verification tools read directly.
+
+Layout: one variable per data variable, dims ``(member, init_time, lead_time, [extra], sp1, sp2)``, with the
+data's coordinates (latitude, longitude, ...), the datetime or value of each initial condition, lead times in
+the units of the time coordinate (timedeltas for datetime data), ``valid_time = init_time + lead_time``, and
+the variables' names and units. Masked points (land, obstacle interiors) are NaN.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 
+from dyffusion.config import MEMBER_DIMS
 from dyffusion.data.contract import DataError, GriddedData
+from dyffusion.io import atomic_path
 from dyffusion.run import DataSpec, Run
+from dyffusion.sampling.ensemble import EnsemblePipeline
+
+InitialCondition = tuple[int, int]  # (trajectory, start frame)
 
 
-def forecast_dataset(run: Run, data: GriddedData, trajectory: int = 0, start: int = 0, members: int | None = None,
+def sample_ensembles(pipeline: EnsemblePipeline, spec: DataSpec, data: GriddedData, inits: list[InitialCondition],
+                     members: int, rollout: int | None = None, times: Sequence[float] | None = None,
+                     ) -> Iterator[tuple[list[InitialCondition], list[float], torch.Tensor, float]]:
+    """Forecasts of ``rollout`` lead steps (or at the real ``times`` in (0, h]) from ``inits`` of ``data``
+    (already at the run's time stride), as many initial conditions per network call as ``max_batch`` allows.
+
+    Yields per batch and rollout chunk: (the batch's initial conditions, the chunk's lead times,
+    ensemble (M, B, L, C, H, W) in physical units, seconds spent sampling the chunk).
+    """
+    static = torch.from_numpy(np.ascontiguousarray(spec.network_static(data)))
+    per_batch = max(1, pipeline.max_batch // members)
+    for first in range(0, len(inits), per_batch):
+        batch = inits[first : first + per_batch]
+        trajectories = [t for t, _ in batch]
+        initial = spec.normalizer.normalize(torch.from_numpy(data.values[trajectories, [s for _, s in batch]]))
+        clock = time.perf_counter()
+        if times is not None:
+            chunks = iter([pipeline.forecast(initial, static[trajectories], members, output_times=list(times))])
+        else:
+            chunks = pipeline.rollout(initial, static[trajectories], members, rollout)
+        for lead_times, frames in chunks:
+            seconds = time.perf_counter() - clock
+            yield batch, list(lead_times), spec.normalizer.denormalize(frames), seconds
+            clock = time.perf_counter()
+
+
+def stack_batches(chunks: list[tuple[list, np.ndarray]], batch_axis: int) -> np.ndarray:
+    """Rollout chunks in sampling order, (batch of initial conditions, array with the batch on ``batch_axis`` and
+    lead times on the next axis) -> one array of every initial condition and lead time."""
+    batches: list[list[np.ndarray]] = []
+    current = None
+    for batch, array in chunks:
+        if batch is not current:
+            current = batch
+            batches.append([])
+        batches[-1].append(array)
+    return np.concatenate([np.concatenate(parts, axis=batch_axis + 1) for parts in batches], axis=batch_axis)
+
+
+def _check_inits(data: GriddedData, inits: list[InitialCondition]) -> None:
+    if not inits:
+        raise DataError("no initial conditions to forecast from")
+    for trajectory, start in inits:
+        if not 0 <= trajectory < data.num_trajectories:
+            raise DataError(f"trajectory {trajectory} outside 0..{data.num_trajectories - 1}")
+        if not 0 <= start < data.num_frames:
+            raise DataError(f"start {start} outside 0..{data.num_frames - 1} (frames after the time stride)")
+
+
+def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition], members: int | None = None,
                      steps: int | None = None, times: Sequence[float] | None = None, seed: int = 0,
                      member_dim: str = "member", pipeline_options: dict | None = None) -> xr.Dataset:
-    """Ensemble from frame ``start`` of ``trajectory``: ``steps`` lead times by rollout (default h), or the
-    real-valued ``times`` in (0, h] (units of the data time step x stride)."""
+    """Ensembles from each (trajectory, start frame) in ``inits``: ``steps`` lead times by rollout (default h), or
+    the real-valued ``times`` in (0, h] (in data time steps after the stride). Truth is added where the data has it."""
     run.spec.check(data)
     data = data.subsample_time(run.spec.time_stride)
     members = run.config.sampling.members if members is None else members
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
-    if not 0 <= trajectory < data.num_trajectories:
-        raise DataError(f"trajectory {trajectory} outside 0..{data.num_trajectories - 1}")
-    if not 0 <= start < data.num_frames:
-        raise DataError(f"start {start} outside 0..{data.num_frames - 1} (frames after time stride)")
-    normalizer = run.spec.normalizer
-    initial = normalizer.normalize(torch.from_numpy(data.values[trajectory, start][None]))
-    static = torch.from_numpy(np.ascontiguousarray(run.spec.network_static(data)[trajectory][None]))
+    _check_inits(data, inits)
     pipeline = run.pipeline(**(pipeline_options or {}))
     torch.manual_seed(seed)
-    if times is not None:
-        lead_times, frames = pipeline.forecast(initial, static, members, output_times=list(times))
-    else:
-        chunks = list(pipeline.rollout(initial, static, members, steps or run.horizon))
-        lead_times = [t for chunk_times, _ in chunks for t in chunk_times]
-        frames = torch.cat([chunk for _, chunk in chunks], dim=2)
-    ensemble = normalizer.denormalize(frames[:, 0]).numpy()  # (M, L, C, H, W)
-    valid = data.valid[trajectory] if data.valid is not None else None
-    dataset = to_xarray(ensemble, lead_times, run.spec, data, member_dim, valid)
-    truth_index = [start + t for t in lead_times if float(t).is_integer() and start + t < data.num_frames]
-    if len(truth_index) == len(lead_times):
-        truth = to_xarray(data.values[trajectory, np.array(truth_index, dtype=int)][None], lead_times, run.spec,
-                          data, member_dim, valid).isel({member_dim: 0}, drop=True)
-        dataset = dataset.merge(truth.rename({name: f"truth_{name}" for name in truth.data_vars}))
-    dataset.attrs.update({"trajectory": trajectory, "start_index": start, "members": members,
-                          "initial_time": str(data.time[start]), "source": data.source})
+    chunks = list(sample_ensembles(pipeline, run.spec, data, inits, members, steps or run.horizon, times))
+    lead_times = [t for batch, chunk_times, _, _ in chunks if batch is chunks[0][0] for t in chunk_times]
+    ensemble = stack_batches([(batch, ensemble.numpy()) for batch, _, ensemble, _ in chunks], batch_axis=1)
+    dataset = forecast_to_xarray(ensemble, lead_times, run.spec, data, inits, member_dim, truth_of(data, inits, lead_times))
+    dataset.attrs.update({"members": members, "method": run.method, "run": str(run.path), "source": data.source})
     return dataset
 
 
-def to_xarray(ensemble: np.ndarray, lead_times: Sequence[float], spec: DataSpec, data: GriddedData,
-              member_dim: str = "member", valid: np.ndarray | None = None) -> xr.Dataset:
-    """(M, L, C, H, W) -> Dataset with one variable per data variable, dims (member, lead_time, [extra], sp1, sp2);
-    points where ``valid`` (H, W) is False are NaN again."""
-    if valid is not None:
+def truth_of(data: GriddedData, inits: list[InitialCondition], lead_times: Sequence[float]) -> np.ndarray | None:
+    """(N, L, C, H, W) observed frames at the lead times (NaN past a trajectory's end), or None when a lead
+    time is not a whole data step."""
+    if not all(float(t).is_integer() for t in lead_times):
+        return None
+    steps = np.asarray(lead_times, dtype=int)
+    truth = np.full((len(inits), len(steps), *data.values.shape[2:]), np.nan, np.float32)
+    for i, (trajectory, start) in enumerate(inits):
+        inside = start + steps < data.num_frames
+        truth[i, inside] = data.values[trajectory, start + steps[inside]]
+    return truth
+
+
+def lead_time_coordinate(lead_times: Sequence[float], spec: DataSpec, data: GriddedData) -> np.ndarray:
+    """Lead times in the units of the time coordinate: timedelta64 for datetimes, else numbers."""
+    values = np.asarray(lead_times, dtype=float) * spec.time_step
+    if np.issubdtype(data.time.dtype, np.datetime64):
+        return np.round(values * 1e9).astype("timedelta64[ns]")
+    return values
+
+
+def forecast_to_xarray(ensemble: np.ndarray, lead_times: Sequence[float], spec: DataSpec, data: GriddedData,
+                       inits: list[InitialCondition], member_dim: str = "member",
+                       truth: np.ndarray | None = None) -> xr.Dataset:
+    """ensemble (M, N, L, C, H, W) from the N ``inits`` of ``data`` (at the run's stride) -> the forecast Dataset;
+    ``truth`` (N, L, C, H, W) adds ``truth_<variable>`` with dims (init_time, lead_time, ...)."""
+    if member_dim not in MEMBER_DIMS:
+        raise ValueError(f"member dimension must be one of {', '.join(MEMBER_DIMS)}, got {member_dim!r}")
+    trajectories = np.array([t for t, _ in inits])
+    starts = np.array([s for _, s in inits])
+    if data.valid is not None:
+        valid = data.valid[trajectories][:, None, None]  # (N, 1, 1, H, W)
         ensemble = np.where(valid, ensemble, np.nan)
+        truth = np.where(valid, truth, np.nan) if truth is not None else None
     sp1, sp2 = spec.spatial_dims
-    coords = {member_dim: np.arange(ensemble.shape[0]), "lead_time": np.asarray(lead_times, dtype=float),
-              sp1: data.spatial_coords[sp1], sp2: data.spatial_coords[sp2]}
+    lead = lead_time_coordinate(lead_times, spec, data)
+    init_time = data.time[starts]
+    coords = {
+        member_dim: np.arange(ensemble.shape[0]),
+        "init_time": init_time,
+        "lead_time": ("lead_time", lead, {"long_name": "lead time", "description": "valid_time - init_time"}),
+        "lead_step": ("lead_time", np.asarray(lead_times, dtype=float),
+                      {"long_name": f"lead time in data time steps of {spec.time_step:g}"}),
+        "valid_time": (("init_time", "lead_time"), init_time[:, None] + lead[None]),
+        "trajectory": ("init_time", trajectories),
+        "start_index": ("init_time", starts, {"long_name": "index of the initial frame (after the time stride)"}),
+        sp1: data.spatial_coords[sp1], sp2: data.spatial_coords[sp2],
+    }
+    for name, coordinate in data.coords.items():
+        if "trajectory" in coordinate.dims:
+            index = coordinate.dims.index("trajectory")
+            values = np.take(coordinate.values, trajectories, axis=index)
+            dims = tuple("init_time" if d == "trajectory" else d for d in coordinate.dims)
+            coords[name] = xr.Variable(dims, values, coordinate.attrs)
+        else:
+            coords[name] = coordinate
     variables = {}
     for variable in dict.fromkeys(c.variable for c in spec.channels):
         indices = [i for i, c in enumerate(spec.channels) if c.variable == variable]
         channel = spec.channels[indices[0]]
-        attrs = {"units": channel.units, "long_name": channel.long_name}
-        if channel.extra_dim is None:
-            variables[variable] = ((member_dim, "lead_time", sp1, sp2), ensemble[:, :, indices[0]], attrs)
-        else:
+        attrs = {key: value for key, value in (("units", channel.units), ("long_name", channel.long_name)) if value}
+        extra = () if channel.extra_dim is None else (channel.extra_dim,)
+        if extra:
             coords[channel.extra_dim] = data.extra_coords.get(channel.extra_dim, list(range(len(indices))))
-            variables[variable] = ((member_dim, "lead_time", channel.extra_dim, sp1, sp2), ensemble[:, :, indices], attrs)
-    dataset = xr.Dataset(variables, coords=coords)
-    dataset["lead_time"].attrs.update({"units": f"data time steps of {spec.time_step:g}",
-                                       "long_name": "lead time"})
-    return dataset
+        select = indices[0] if not extra else indices
+        dims = ("init_time", "lead_time", *extra, sp1, sp2)
+        variables[variable] = ((member_dim, *dims), ensemble[:, :, :, select], attrs)
+        if truth is not None:
+            variables[f"truth_{variable}"] = (dims, truth[:, :, select], {**attrs, "description": "observed"})
+    return xr.Dataset(variables, coords=coords)
+
+
+def write_forecast(dataset: xr.Dataset, path: str | Path) -> None:
+    """netCDF, or zarr for a ``.zarr`` path; written beside ``path`` first, so a crash leaves no partial file."""
+    path = Path(path)
+    if path.suffix != ".zarr":
+        with atomic_path(path) as temporary:
+            dataset.to_netcdf(temporary, engine="netcdf4")
+        return
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        raise DataError("writing zarr needs the zarr package: pip install 'dyffusion[zarr]'") from None
+    temporary = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    # Zarr format 2 with consolidated metadata: what most xarray, dask and zarr versions in use can open.
+    dataset.to_zarr(temporary, mode="w", zarr_format=2, consolidated=True)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(temporary, path)

@@ -52,7 +52,8 @@ def markdown_report(title: str, run: Run, metrics: dict, figures: dict[str, Path
         f"{metrics['network_evaluations']:.0f} network evaluations per member and rollout",
         f"- **sampling time**: {metrics['sampling_seconds']:.1f} s in all, "
         f"{metrics['sampling_seconds_per_initial_condition']:.2f} s per initial condition ({metrics['members']} members)",
-        f"- **units**: {metrics['units']}; CRPS estimators: {metrics['crps_estimator']}",
+        f"- **units**: {metrics['units']}; area weighting: {metrics.get('area_weighting', 'none')}; "
+        f"CRPS estimators: {metrics['crps_estimator']}",
         "", "## Mean over lead times", "",
         "| " + " | ".join(SCORES) + " |", "|" + "---|" * len(SCORES),
         "| " + " | ".join(_number(mean[s]) for s in SCORES) + " |", "",
