@@ -41,6 +41,9 @@ class DataConfig:
     normalization: str = "channel"
     split: SplitConfig = field(default_factory=SplitConfig)
 
+    def __post_init__(self) -> None:
+        _check_minimums("data", self, horizon=1, time_stride=1, window_stride=1, val_window_stride=1)
+
 
 @dataclass
 class InterpolatorConfig:
@@ -58,6 +61,9 @@ class InterpolatorConfig:
     val_members: int = 20
     val_times: int = 8
     time_share: float = 0.4
+
+    def __post_init__(self) -> None:
+        _check_minimums("interpolator", self, batch_size=1, val_members=1)
 
 
 @dataclass
@@ -80,6 +86,9 @@ class ForecasterConfig:
     batch_size: int = 64
     val_members: int = 10
 
+    def __post_init__(self) -> None:
+        _check_minimums("forecaster", self, batch_size=1, val_members=1)
+
 
 @dataclass
 class SamplingConfig:
@@ -97,6 +106,9 @@ class SamplingConfig:
     refine: bool = True
     members: int = 20
     max_batch: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_minimums("sampling", self, members=1, max_batch=1)
 
 
 @dataclass
@@ -127,6 +139,10 @@ class BaselineConfig:
     val_ddim_steps: int = 20
     clip: float | None = 5.0
 
+    def __post_init__(self) -> None:
+        _check_minimums("baseline", self, batch_size=1, val_members=1, diffusion_steps=1, ddim_steps=1,
+                        val_ddim_steps=1)
+
 
 @dataclass
 class TrainerConfig:
@@ -149,6 +165,12 @@ class TrainerConfig:
     num_workers: int = 0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Lightning reads max_epochs = -1 as "no limit": a negative budget would train forever.
+        _check_minimums("trainer", self, max_epochs=1, batches_per_epoch=1, val_batches=1, num_workers=0)
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"trainer.max_minutes must be > 0, got {self.max_minutes:g}")
+
 
 METHODS = ("dyffusion", "dropout", "perturbation", "ddpm", "mcvd")
 MEMBER_DIMS = ("member", "number", "realization", "sample")  # names verification tools use for the ensemble
@@ -170,10 +192,31 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method == "dyffusion" and self.data.horizon < 2:
+            raise ConfigError(f"DYffusion needs data.horizon >= 2 (got {self.data.horizon}): its interpolator learns "
+                              "the states between x_t and x_{t+h}, and h = 1 has none; the baselines accept h = 1")
 
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
+
+
+def _check_minimums(section: str, config: Any, **minimums: int) -> None:
+    """Counts and sizes below their minimum (``None`` means unset and passes) are a ConfigError."""
+    for name, minimum in minimums.items():
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{section}.{name} must be >= {minimum}, got {value}")
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is type(None):
+        return "null"
+    if dataclasses.is_dataclass(annotation):
+        return "a mapping"
+    if typing.get_origin(annotation) is None and hasattr(annotation, "__name__"):
+        return annotation.__name__
+    return str(annotation)
 
 
 def available_presets() -> list[str]:
@@ -198,7 +241,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: {value!r} is not one of {options}")
+        raise ConfigError(f"{where}: expected {' or '.join(_type_name(option) for option in options)}, got {value!r}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -214,7 +257,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return float(value)
     if annotation in (int, str, bool) and type(value) is annotation:
         return value
-    raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+    raise ConfigError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
 
 
 def _from_dict(cls: type, values: dict, where: str = "config") -> Any:
@@ -250,8 +293,17 @@ def _merge(base: dict, update: dict) -> dict:
 def _read_yaml(path: Path) -> dict:
     try:
         content = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a config is YAML text)") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        # PyYAML's messages span lines (a quoted excerpt and a caret); one line says where and what.
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if isinstance(error, yaml.constructor.ConstructorError):
+            raise ConfigError(f"{path}{where}: refused: {problem} (a config is plain YAML data; tags that build "
+                              "Python objects are never loaded)") from None
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
@@ -327,4 +379,8 @@ def save_config(config: ExperimentConfig, path: Path) -> None:
 
 
 def read_config(path: Path) -> ExperimentConfig:
-    return _from_dict(ExperimentConfig, _read_yaml(path))
+    values = _read_yaml(path)
+    try:
+        return _from_dict(ExperimentConfig, values)
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -21,7 +21,7 @@ from torch import nn
 
 from dyffusion.baselines.multistep import MultiStepForecaster, MultiStepPipeline
 from dyffusion.baselines.video_diffusion import FrameStackDenoiser, VideoDiffusionPipeline, noise_schedule
-from dyffusion.config import ConfigError, ExperimentConfig, read_config
+from dyffusion.config import ExperimentConfig, read_config
 from dyffusion.data.boundary import BoundaryCondition, build_boundary_condition
 from dyffusion.data.contract import Channel, GriddedData
 from dyffusion.data.normalization import Normalizer
@@ -170,9 +170,13 @@ class Run:
                 raise RunError(f"run directory {path} is incomplete: {name} is missing (did training finish?)")
         try:
             config = read_config(path / "config.yaml")
+        except ValueError as error:  # names the file
+            raise RunError(str(error)) from None
+        try:
             spec = DataSpec.from_dict(json.loads((path / "data.json").read_text()))
-        except (ConfigError, KeyError, TypeError, ValueError) as error:
-            raise RunError(f"run directory {path}: unreadable config or data.json ({error})") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunError(f"{path / 'data.json'}: not the data description a run writes ({type(error).__name__}: "
+                           f"{error})") from None
         models = build_models(config, spec)
         for name, module in models.items():
             file = path / f"{name}.safetensors"
@@ -182,8 +186,8 @@ class Run:
                 raise RunError(f"run directory {path} is incomplete: {file.name} is missing (did training finish?)")
             try:
                 load_weights(module, file)
-            except Exception as error:  # safetensors raises several types for damaged files
-                raise RunError(f"{file}: cannot load weights ({error})") from None
+            except ValueError as error:  # names the file and what is wrong with it
+                raise RunError(str(error)) from None
         run = cls(path, config, spec, models)
         return run.to("cuda" if torch.cuda.is_available() else "cpu")
 

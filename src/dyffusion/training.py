@@ -1,37 +1,51 @@
 """``fit``: train a method with Lightning into a self-contained run directory.
 
 DYffusion trains its interpolator, then its forecaster; the baselines train their single network.
+
+Crash safety: every file of the run is written atomically (temporary file, then rename), Lightning's checkpoints
+included. A stage is *finished* once its best weights are in ``RUN/<stage>.safetensors`` and ``training.json``
+says ``"finished": true``; ``fit(..., resume=True)`` skips finished stages and continues an interrupted one from
+its ``last.ckpt`` (written at every epoch end). Every random generator is seeded from (seed, epoch) at the start
+of each epoch, so the redone epoch replays exactly what the interrupted one would have done.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
+import random
+import shutil
 import time
 import warnings
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, Iterator
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader
+from lightning.pytorch.plugins import TorchCheckpointIO
+from torch.utils.data import DataLoader, Sampler
 
 from dyffusion.baselines.multistep import MultiStepModule, choose_perturbation_scale
 from dyffusion.baselines.video_diffusion import VideoDiffusionModule
-from dyffusion.config import ExperimentConfig, TrainerConfig, save_config
+from dyffusion.config import ExperimentConfig, TrainerConfig, config_to_dict, read_config, save_config
 from dyffusion.data.contract import GriddedData
 from dyffusion.data.normalization import Normalizer
 from dyffusion.data.splits import open_split
 from dyffusion.data.windows import WindowDataset
 from dyffusion.forecaster.module import ForecasterModule
 from dyffusion.interpolator.module import InterpolatorModule
-from dyffusion.io import load_weights, save_tensors, save_weights, write_json
+from dyffusion.io import atomic_path, load_weights, save_tensors, save_weights, write_json
 from dyffusion.run import DataSpec, Run, RunError, build_models
 
 STAGES = ("interpolator", "forecaster")
+# What a resumed run may change: the budget, and the Perturbation scale, an output of training kept in config.yaml.
+RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.max_minutes", "baseline.perturbation_scale")
 
 
 def _as_network_input(data: GriddedData, spec: DataSpec) -> GriddedData:
@@ -46,22 +60,108 @@ def _windows(data: GriddedData, horizon: int, stride: int, **flags) -> WindowDat
     return WindowDataset(data.values, data.static, horizon, stride, data.valid, **flags)
 
 
-def _loader(windows: WindowDataset, batch_size: int, config: TrainerConfig, train: bool) -> DataLoader:
+def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """Two independent 32-bit seeds from (stage seed, epoch): one for the training steps, one for the window order."""
+    steps, order = np.random.SeedSequence([seed, epoch]).generate_state(2)
+    return int(steps), int(order)
+
+
+class _EpochShuffle(Sampler[int]):
+    """A random order of ``size`` windows that depends on (seed, epoch) only; Lightning calls ``set_epoch``.
+
+    torch's RandomSampler takes its order from a generator whose state is in no checkpoint, so the epoch redone
+    after a resume would get other batches.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(_epoch_seeds(self.seed, self.epoch)[1])
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class _EpochSeeding(Callback):
+    """Seeds torch, numpy and random from (stage seed, epoch) at the start of every training epoch.
+
+    Lightning's checkpoints hold no RNG state: without this, the epoch redone after a resume would draw other
+    dropout masks, interpolation times and diffusion steps than the uninterrupted run did.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        seed = _epoch_seeds(self.seed, trainer.current_epoch)[0]
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """A Lightning checkpoint as tensors and plain containers; anything else is refused without running it."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise RunError(f"{path}: refused: it holds Python objects other than tensors and plain containers (not a "
+                       "checkpoint this library wrote); delete it, or fit into a new --out") from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as error:  # what torch raises for damaged files
+        raise RunError(f"{path}: not a whole checkpoint, damaged or cut short ({type(error).__name__}); delete it "
+                       "to start the stage over, or fit into a new --out") from None
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each Lightning checkpoint beside its path and renames it onto it: a kill never leaves half a file;
+    reads them with :func:`read_checkpoint`.
+
+    Lightning's own writer stages the file in the system's temporary directory; from another file system the
+    final move is a copy, which a kill can cut short.
+    """
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return read_checkpoint(path, map_location)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported for local run directories")
+        with atomic_path(path) as temporary:
+            torch.save(checkpoint, temporary)
+
+
+def _loader(windows: WindowDataset, batch_size: int, config: TrainerConfig, shuffle_seed: int | None) -> DataLoader:
+    """Training batches shuffled by (``shuffle_seed``, epoch), or validation batches in order (``None``)."""
+    train = shuffle_seed is not None
     # Dropping a ragged last batch keeps batch statistics even, unless the split is smaller than one batch.
-    return DataLoader(windows, batch_size, shuffle=train, drop_last=train and len(windows) >= batch_size,
+    # The loader's own generator: each new iterator draws a worker seed from it, and that draw must not move the
+    # global RNG (Lightning makes the iterator of a resumed epoch at another moment than in an uninterrupted run).
+    return DataLoader(windows, batch_size, sampler=_EpochShuffle(len(windows), shuffle_seed) if train else None,
+                      drop_last=train and len(windows) >= batch_size, generator=torch.Generator(),
                       num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
 
 
-def _trainer(config: TrainerConfig, run: Path, stage: str, max_minutes: float | None, quiet: bool) -> pl.Trainer:
-    checkpoint = ModelCheckpoint(dirpath=run / "checkpoints" / stage, filename="best", monitor="val/crps",
-                                 mode="min", save_top_k=1, save_last=True)
+def _trainer(config: TrainerConfig, run: Path, stage: str, max_minutes: float | None, quiet: bool,
+             seed: int) -> pl.Trainer:
+    # Two checkpoints: the best validated epoch, and the latest epoch to resume from. Lightning's save_last would
+    # only refresh last.ckpt when the best one changes, so a resumed stage would redo every epoch since then.
+    best = ModelCheckpoint(dirpath=run / "checkpoints" / stage, filename="best", monitor="val/crps", mode="min",
+                           save_top_k=1, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=run / "checkpoints" / stage, filename="last", save_top_k=1,
+                           enable_version_counter=False)
     return pl.Trainer(
         max_epochs=config.max_epochs if config.max_epochs is not None else -1,
         max_time=timedelta(minutes=max_minutes) if max_minutes is not None else None,
         limit_train_batches=config.batches_per_epoch, limit_val_batches=config.val_batches,
         gradient_clip_val=config.gradient_clip, precision=config.precision, accelerator=config.accelerator,
         devices=config.devices, num_nodes=config.num_nodes, strategy=config.strategy,
-        callbacks=[checkpoint], logger=CSVLogger(run / "logs", name=stage, version=0),
+        callbacks=[best, last, _EpochSeeding(seed)], plugins=[_AtomicCheckpointIO()],
+        # version_0, then a new version per resumed attempt: Lightning would empty an existing version's log.
+        logger=CSVLogger(run / "logs", name=stage),
         deterministic=True, num_sanity_val_steps=0, enable_progress_bar=not quiet,
         enable_model_summary=not quiet, log_every_n_steps=10, default_root_dir=run,
     )
@@ -72,97 +172,195 @@ def _best_weights(trainer: pl.Trainer, module: pl.LightningModule) -> float | No
     callback = trainer.checkpoint_callback
     if not callback or not callback.best_model_path:
         return None
-    state = torch.load(callback.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
-    return float(callback.best_model_score)
+    # The run's own best.ckpt (save_top_k=1), not the restored path: a moved run directory would point elsewhere.
+    checkpoint = read_checkpoint(Path(callback.dirpath) / "best.ckpt")
+    module.load_state_dict(checkpoint["state_dict"])
+    if callback.best_model_score is not None:
+        return float(callback.best_model_score)
+    saved = [state for name, state in checkpoint.get("callbacks", {}).items() if name.startswith("ModelCheckpoint")]
+    return float(saved[0]["best_model_score"]) if saved and saved[0].get("best_model_score") is not None else None
+
+
+def _finished(run: Path, summary: dict, stage: str) -> bool:
+    """The stage's best weights are saved and ``training.json`` records the stage as finished."""
+    return bool(summary.get(stage, {}).get("finished")) and (run / f"{stage}.safetensors").exists()
 
 
 def _train_stage(module: pl.LightningModule, network: torch.nn.Module, stage: str, run: Path,
                  config: TrainerConfig, max_minutes: float | None, batch_size: int, train: WindowDataset,
-                 val: WindowDataset, quiet: bool) -> dict:
-    """Fit one stage, keep its best validated weights, save them as ``RUN/<stage>.safetensors``."""
-    trainer = _trainer(config, run, stage, max_minutes, quiet)
+                 val: WindowDataset, quiet: bool, seed: int, summary: dict, resume: bool) -> None:
+    """Fit one stage (with ``resume``, from its ``last.ckpt`` if there is one), keep its best validated weights,
+    save them as ``RUN/<stage>.safetensors``, then record the stage as finished in ``RUN/training.json``."""
+    last = run / "checkpoints" / stage / "last.ckpt"
+    trainer = _trainer(config, run, stage, max_minutes, quiet, seed)
     started = time.monotonic()
-    trainer.fit(module, _loader(train, batch_size, config, True), _loader(val, batch_size, config, False))
+    # Lightning restores weights, optimizer, epoch and step counters and callback states from last.ckpt with
+    # torch.load(weights_only=True): tensors and plain containers only, nothing that could run code.
+    trainer.fit(module, _loader(train, batch_size, config, seed), _loader(val, batch_size, config, None),
+                ckpt_path=last if resume and last.exists() else None, weights_only=True)
     best = _best_weights(trainer, module)
+    summary[stage] = {"best_val_crps": best, "epochs": trainer.current_epoch, "steps": trainer.global_step,
+                      "minutes": (time.monotonic() - started) / 60, "finished": True}
     if trainer.is_global_zero:
         save_weights(network, run / f"{stage}.safetensors")
-    return {"best_val_crps": best, "epochs": trainer.current_epoch, "steps": trainer.global_step,
-            "minutes": (time.monotonic() - started) / 60}
+        write_json(run / "training.json", summary)  # after the weights: "finished" never names a missing file
+
+
+def _fresh_stages(config: ExperimentConfig, stage: str) -> tuple[str, ...]:
+    """The stages (networks with their own checkpoints, logs and weights) a fit without resume starts from scratch:
+    those it trains, and DYffusion's forecaster whenever the interpolator it is trained through is retrained."""
+    if config.method == "dyffusion":
+        return ("forecaster",) if stage == "forecaster" else STAGES
+    return ("forecaster",) if config.method in ("dropout", "perturbation") else ("denoiser",)
+
+
+def _differences(stored: dict, given: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, stored value, given value) of every leaf in which two nested dicts differ."""
+    found = []
+    for key in sorted(stored.keys() | given.keys()):
+        old, new = stored.get(key), given.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            found.append((f"{prefix}{key}", old, new))
+    return found
+
+
+def _resumed_config(run: Path, given: ExperimentConfig) -> ExperimentConfig:
+    """The run's stored config (the truth) with the budget of ``given``; any other difference is refused."""
+    stored = read_config(run / "config.yaml")
+    changed = [f"{key} {old!r} -> {new!r}" for key, old, new in _differences(config_to_dict(stored),
+                                                                           config_to_dict(given))
+               if key not in RESUMABLE_CHANGES]
+    if changed:
+        raise RunError(f"cannot resume {run}: it was started with another configuration ({'; '.join(changed)}); "
+                       "give the options it was started with (only --max-epochs/--max-minutes may change)")
+    budget = replace(stored.trainer, max_epochs=given.trainer.max_epochs, max_minutes=given.trainer.max_minutes)
+    return replace(stored, trainer=budget)
+
+
+def _refuse_interrupted(run: Path, summary: dict, stages: tuple[str, ...]) -> None:
+    """Starting over would throw away an interrupted stage's checkpoint: that takes an explicit choice."""
+    for name in stages:
+        if (run / "checkpoints" / name / "last.ckpt").exists() and not _finished(run, summary, name):
+            raise RunError(f"{run} holds an interrupted {name} stage (checkpoints/{name}/last.ckpt): continue it "
+                           "with --resume, or train into a new --out")
+
+
+def _start_over(run: Path, summary: dict, stages: tuple[str, ...]) -> None:
+    """Remove what earlier training left of ``stages``: checkpoints, logs and weights first, then their entries
+    in training.json, so that no interruption leaves a stage that looks finished or resumable but is not."""
+    for name in stages:
+        shutil.rmtree(run / "checkpoints" / name, ignore_errors=True)
+        shutil.rmtree(run / "logs" / name, ignore_errors=True)
+        (run / f"{name}.safetensors").unlink(missing_ok=True)
+    # The Perturbation scale is chosen on the trained forecaster.
+    entries = [*stages, "perturbation"] if "forecaster" in stages else list(stages)
+    if any(key in summary for key in entries):
+        for key in entries:
+            summary.pop(key, None)
+        write_json(run / "training.json", summary)
+
+
+def _save_config(config: ExperimentConfig, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        save_config(config, temporary)
 
 
 def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str = "both",
-        quiet: bool = False) -> Run:
+        quiet: bool = False, resume: bool = False) -> Run:
     """Train on ``data`` (a directory with ``train`` and ``val`` splits, or one file split by
-    ``config.data.split``) into the run directory ``out``."""
+    ``config.data.split``) into the run directory ``out``.
+
+    ``resume``: continue a run that was interrupted. Its own config.yaml is used (only the budget may differ from
+    ``config``), finished stages are loaded instead of trained, the interrupted stage continues from its
+    ``last.ckpt``; a run without a checkpoint yet starts from scratch. Without ``resume``, the stages to train
+    start from scratch (DYffusion's stage 2 too when stage 1 does: it depends on it) and earlier checkpoints,
+    logs and weights of them are removed, but a stage that was interrupted is refused rather than thrown away.
+    """
     if stage not in ("both", *STAGES):
         raise ValueError(f"unknown stage {stage!r}; choose both, interpolator or forecaster")
+    run = Path(out)
+    if resume and (run / "config.yaml").exists():
+        config = _resumed_config(run, config)
+    if config.method != "dyffusion" and stage != "both":
+        raise ValueError(f"--stage {stage} is for DYffusion; method {config.method!r} has a single stage")
     if config.trainer.max_epochs is None and not config.trainer.max_minutes:
         raise ValueError("no training budget: give --max-epochs or --max-minutes (trainer.max_epochs/max_minutes)")
+    summary_path = run / "training.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if resume and summary.get("data") and Path(summary["data"]) != Path(data).resolve():
+        raise RunError(f"cannot resume {run}: it was trained on {summary['data']}, not on {Path(data).resolve()}")
+    if not resume:
+        _refuse_interrupted(run, summary, _fresh_stages(config, stage))
     if quiet:
         for name in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    # Lightning's advice for GPU-sized data loaders and short epochs does not apply to small CPU runs.
-    for message in (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*"):
+    # Lightning's advice for GPU-sized data loaders and short epochs does not apply to small CPU runs, nor its
+    # warning about a non-empty checkpoint directory to a resumed stage.
+    for message in (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
+                    ".*Checkpoint directory .* exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=message)
     started = time.monotonic()
-    run = Path(out)
 
     train = open_split(data, "train", config.data.split).subsample_time(config.data.time_stride)
     val = open_split(data, "val", config.data.split).subsample_time(config.data.time_stride)
     if stage == "forecaster":
         spec = Run.load(run, need_forecaster=False).spec  # the normalisation stage 1 was trained with
+    elif resume and (run / "data.json").exists():
+        spec = DataSpec.from_dict(json.loads((run / "data.json").read_text()))
     else:
         if config.data.normalization not in ("channel", "point"):
             raise ValueError(f"data.normalization must be 'channel' or 'point', got {config.data.normalization!r}")
         normalizer = Normalizer.fit(train.values, train.valid, per_point=config.data.normalization == "point")
         spec = DataSpec.from_data(train, normalizer, config.data.time_stride)
     spec.check(val)
+    if not resume:
+        _start_over(run, summary, _fresh_stages(config, stage))
     run.mkdir(parents=True, exist_ok=True)
-    save_config(config, run / "config.yaml")
+    _save_config(config, run / "config.yaml")
     write_json(run / "data.json", spec.to_dict())
     if train.static.shape[1] and (train.static == train.static[:1]).all():
         # Static conditions shared by all trajectories travel with the model, so a bare tensor can be forecast.
         save_tensors({"static": torch.from_numpy(train.static[0])}, run / "static.safetensors")
 
     train, val = _as_network_input(train, spec), _as_network_input(val, spec)
-    summary_path = run / "training.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary["data"] = str(Path(data).resolve())
+    write_json(summary_path, summary)
     stages = _fit_dyffusion if config.method == "dyffusion" else _fit_baseline
-    stages(config, spec, train, val, run, stage, summary, started, quiet)
+    stages(config, spec, train, val, run, stage, summary, started, quiet, resume)
     summary["total_minutes"] = (time.monotonic() - started) / 60
     write_json(summary_path, summary)
     return Run.load(run, need_forecaster=stage != "interpolator")
 
 
 def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData, val: GriddedData, run: Path,
-                   stage: str, summary: dict, started: float, quiet: bool) -> None:
+                   stage: str, summary: dict, started: float, quiet: bool, resume: bool) -> None:
     """Stage 1 (interpolator) then stage 2 (forecaster through the frozen interpolator)."""
     trainer_config, horizon = config.trainer, config.data.horizon
     val_windows = _windows(val, horizon, config.data.val_window_stride or horizon, with_window=True)
     interpolator = build_models(config, spec)["interpolator"]
-    if stage in ("both", "interpolator"):
+    if stage in ("both", "interpolator") and not (resume and _finished(run, summary, "interpolator")):
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
         module = InterpolatorModule(config.interpolator, spec.num_channels, spec.network_static_channels, horizon)
         budget = trainer_config.max_minutes * config.interpolator.time_share if trainer_config.max_minutes else None
-        summary["interpolator"] = _train_stage(
-            module, module.interpolator, "interpolator", run, trainer_config, budget, config.interpolator.batch_size,
-            _windows(train, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
-            val_windows, quiet)
+        _train_stage(module, module.interpolator, "interpolator", run, trainer_config, budget,
+                     config.interpolator.batch_size,
+                     _windows(train, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
+                     val_windows, quiet, trainer_config.seed, summary, resume)
         interpolator = module.interpolator
     else:
         if not (run / "interpolator.safetensors").exists():
             raise RunError(f"{run} has no trained interpolator: run `dyffusion fit --stage interpolator` first")
         load_weights(interpolator, run / "interpolator.safetensors")
 
-    if stage in ("both", "forecaster"):
+    if stage in ("both", "forecaster") and not (resume and _finished(run, summary, "forecaster")):
         pl.seed_everything(trainer_config.seed + 1, workers=True, verbose=False)
         module = ForecasterModule(config.forecaster, config.sampling, interpolator, spec.num_channels,
                                   spec.network_static_channels, horizon)
-        summary["forecaster"] = _train_stage(
-            module, module.forecaster, "forecaster", run, trainer_config, _remaining(config, started),
-            config.forecaster.batch_size, _windows(train, horizon, config.data.window_stride), val_windows, quiet)
+        _train_stage(module, module.forecaster, "forecaster", run, trainer_config, _remaining(config, started),
+                     config.forecaster.batch_size, _windows(train, horizon, config.data.window_stride), val_windows,
+                     quiet, trainer_config.seed + 1, summary, resume)
 
 
 def _remaining(config: ExperimentConfig, started: float) -> float | None:
@@ -172,10 +370,8 @@ def _remaining(config: ExperimentConfig, started: float) -> float | None:
 
 
 def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, val: GriddedData, run: Path,
-                  stage: str, summary: dict, started: float, quiet: bool) -> None:
+                  stage: str, summary: dict, started: float, quiet: bool, resume: bool) -> None:
     """One network: G(x_t, j) for Perturbation and Dropout, the frame-stack denoiser for DDPM and MCVD."""
-    if stage != "both":
-        raise ValueError(f"--stage {stage} is for DYffusion; method {config.method!r} has a single stage")
     trainer_config, horizon, baseline = config.trainer, config.data.horizon, config.baseline
     channels, static = spec.num_channels, spec.network_static_channels
     val_windows = _windows(val, horizon, config.data.val_window_stride or horizon, with_window=True)
@@ -188,14 +384,17 @@ def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, 
         module = VideoDiffusionModule(baseline, config.method, channels, static, horizon)
         train_windows = _windows(train, horizon, config.data.window_stride, with_window=True)
         name, network = "denoiser", module.model
-    summary[name] = _train_stage(module, network, name, run, trainer_config, _remaining(config, started),
-                                 baseline.batch_size, train_windows, val_windows, quiet)
-    if config.method == "perturbation":
-        loader = _loader(val_windows, baseline.batch_size, trainer_config, False)
+    if resume and _finished(run, summary, name):
+        load_weights(network, run / f"{name}.safetensors")
+    else:
+        _train_stage(module, network, name, run, trainer_config, _remaining(config, started), baseline.batch_size,
+                     train_windows, val_windows, quiet, trainer_config.seed, summary, resume)
+    if config.method == "perturbation" and not (resume and "perturbation" in summary):
+        loader = _loader(val_windows, baseline.batch_size, trainer_config, None)
         batches = [b for i, b in enumerate(loader) if trainer_config.val_batches is None or i < trainer_config.val_batches]
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
         scale, scores = choose_perturbation_scale(network, batches, horizon, baseline.perturbation_scales,
                                                   baseline.val_members)
         baseline.perturbation_scale = scale
-        save_config(config, run / "config.yaml")
+        _save_config(config, run / "config.yaml")
         summary["perturbation"] = {"chosen_scale": scale, "val_crps_by_scale": scores}

@@ -6,6 +6,7 @@ Bad input ends with one line on stderr and exit code 2, never a traceback (``--d
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -118,8 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         split.add_argument(f"--{name}-range", metavar="START..END",
                            help=f"{name} times, inclusive, e.g. 2019-01-01..2019-12-31 or 2019..2019 (implies time)")
     fit.add_argument("--stage", choices=["both", "interpolator", "forecaster"], default="both")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --out: finished stages are kept, the interrupted one "
+                          "continues from its last checkpoint (same options; only the budget may change)")
     fit.add_argument("--devices", help="Lightning devices (e.g. 1, 2, auto)")
     fit.add_argument("--accelerator", help="cpu, gpu or auto")
+    fit.add_argument("--num-nodes", type=int, help="Lightning num_nodes (machines of a multi-node run)")
+    fit.add_argument("--strategy", help="Lightning strategy, e.g. ddp (default auto)")
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config value, e.g. --set interpolator.network.dropout=0.2")
     fit.add_argument("--quiet", action="store_true")
@@ -163,7 +169,8 @@ def _fit_config(args: argparse.Namespace):
     overrides = [parse_override(text) for text in args.set]
     devices = int(args.devices) if args.devices and args.devices.isdigit() else args.devices
     named = {"method": args.method, "data.horizon": args.horizon, "trainer.seed": args.seed, "trainer.devices": devices,
-             "trainer.accelerator": args.accelerator, "data.split.by": args.split_by,
+             "trainer.accelerator": args.accelerator, "trainer.num_nodes": args.num_nodes,
+             "trainer.strategy": args.strategy, "data.split.by": args.split_by,
              "data.split.val_fraction": args.val_fraction, "data.split.test_fraction": args.test_fraction,
              "data.split.train_range": args.train_range, "data.split.val_range": args.val_range,
              "data.split.test_range": args.test_range}
@@ -177,14 +184,23 @@ def _fit_config(args: argparse.Namespace):
 
 
 def _trained_on(run_dir: Path) -> Path | None:
+    from dyffusion.run import RunError
+
     summary = run_dir / "training.json"
-    source = json.loads(summary.read_text()).get("data") if summary.exists() else None
+    if not summary.exists():
+        return None
+    try:
+        source = json.loads(summary.read_text()).get("data")
+    except (ValueError, AttributeError):
+        raise RunError(f"{summary}: not the training summary a run writes; give --data") from None
     return Path(source) if source else None
 
 
 def _pipeline_options(args: argparse.Namespace) -> dict:
     from dyffusion.schedule import parse_steps
 
+    if args.ddim_steps is not None and args.ddim_steps < 1:
+        raise ValueError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
     return {"sampler": args.sampler, "steps": parse_steps(args.sampling_steps) if args.sampling_steps else None,
             "refine": args.refine, "ddim_steps": args.ddim_steps}
 
@@ -247,16 +263,20 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_fit(args: argparse.Namespace) -> None:
     from dyffusion.training import fit
 
-    run = fit(args.data, args.out, _fit_config(args), stage=args.stage, quiet=args.quiet)
+    run = fit(args.data, args.out, _fit_config(args), stage=args.stage, quiet=args.quiet, resume=args.resume)
     print(f"run written to {run.path}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dyffusion.evaluation import evaluate, forecast_to_xarray, full_rollout, write_forecast
+    from dyffusion.evaluation import check_forecast_path, evaluate, forecast_to_xarray, full_rollout, write_forecast
     from dyffusion.evaluation.report import markdown_report, write_evaluation
-    from dyffusion.io import write_text
+    from dyffusion.io import check_writable_directory, write_text
 
     run, data = _run_data(args)
+    out = args.out or args.run / f"eval-{args.split}"
+    check_writable_directory(out)
+    if args.save_forecasts is not None:
+        check_forecast_path(out / args.save_forecasts)
     rollout = None
     if args.rollout == "full":
         rollout = full_rollout(run, data)
@@ -269,7 +289,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                       lat_weighting=args.lat_weighting, keep_forecasts=args.save_forecasts is not None)
     metrics = result.metrics
     metrics["split"], metrics["data"] = args.split, data.source
-    out = args.out or args.run / f"eval-{args.split}"
     if args.save_forecasts is not None:
         path = out / args.save_forecasts
         dataset = forecast_to_xarray(result.ensemble, result.lead_times, run.spec,
@@ -312,8 +331,9 @@ def _forecast_inits(args: argparse.Namespace, run, data) -> list[tuple[int, int]
 
 
 def cmd_forecast(args: argparse.Namespace) -> None:
-    from dyffusion.evaluation import forecast_dataset, write_forecast
+    from dyffusion.evaluation import check_forecast_path, forecast_dataset, write_forecast
 
+    check_forecast_path(args.out)
     run, data = _run_data(args)
     inits = _forecast_inits(args, run, data)
     dataset = forecast_dataset(run, data, inits, args.members, args.steps, args.times, args.seed, args.member_dim,
@@ -338,6 +358,23 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _one_line(error: Exception) -> str:
+    """The message of a user error on one line; an OSError names its file without errno codes."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        text = f"{error.filename}: {error.strerror}"
+        if error.errno in (errno.ENOTDIR, errno.EEXIST):
+            # mkdir -p and open name the path they were given; the user needs the file standing in its way.
+            path = Path(error.filename)
+            blocking = next((part for part in (path, *path.parents) if part.exists() and not part.is_dir()), None)
+            if blocking == path:
+                text = f"{path} is a file, not a directory"
+            elif blocking is not None:
+                text = f"{path}: {blocking} is a file, not a directory"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"data": cmd_data, "fit": cmd_fit, "evaluate": cmd_evaluate, "forecast": cmd_forecast,
@@ -350,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.debug or os.environ.get("DYFFUSION_DEBUG"):
             raise
-        print(f"dyffusion {args.command}: error: {error}", file=sys.stderr)
+        print(f"dyffusion {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     return code or 0
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -95,15 +96,35 @@ def is_split_directory(path: Path) -> bool:
     return path.is_dir() and not _is_zarr(path)
 
 
+def _first_sentence(error: Exception) -> str:
+    """The gist of a reader's error: some span lines (xarray lists its backends and links)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # without the errno and the path, which the message gives already
+    text = str(error).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(error).__name__
+
+
 def open_dataset(path: Path) -> xr.Dataset:
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     try:
         if _is_zarr(path):
-            return xr.open_zarr(path)
+            with warnings.catch_warnings():
+                # A store without consolidated metadata is as valid as one with it.
+                warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated metadata")
+                return xr.open_zarr(path)
         return xr.open_dataset(path)
     except Exception as error:  # xarray raises many types for unreadable files
-        raise DataError(f"cannot open {path} as netCDF or zarr: {error}") from None
+        raise DataError(f"cannot open {path} as netCDF or zarr: {_first_sentence(error)}") from None
+
+
+def _read(var: xr.DataArray, source: str) -> np.ndarray:
+    """A variable's values as float32; a damaged chunk or block is a DataError, not a decoder's traceback."""
+    try:
+        return np.asarray(var.values, dtype=np.float32)
+    except Exception as error:  # netCDF, HDF5, zarr and their codecs raise many types for damaged data
+        raise DataError(f"{source}: cannot read variable {var.name!r} (is the file damaged or cut short?): "
+                        f"{_first_sentence(error)}") from None
 
 
 def resolve_split(path: str | Path, split: str | None) -> Path:
@@ -152,7 +173,7 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         if len(extra) > 1:
             raise DataError(f"{source}: variable {name!r} has more than one extra dimension ({extra})")
         order = (["trajectory"] if has_trajectories else []) + ["time"] + extra + list(spatial)
-        array = np.asarray(var.transpose(*order).values, dtype=np.float32)
+        array = _read(var.transpose(*order), source)
         if not has_trajectories:
             array = array[None]
         if not extra:
@@ -176,7 +197,7 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         if tuple(var.dims[-2:]) != spatial or set(var.dims) - {"trajectory", *spatial}:
             raise DataError(f"{source}: static variable {name!r} must have dims (trajectory, {', '.join(spatial)}) "
                             f"or ({', '.join(spatial)}), got {var.dims}")
-        array = np.asarray(var.values, dtype=np.float32)
+        array = _read(var, source)
         array = np.broadcast_to(array, (num_trajectories, *array.shape[-2:])) if array.ndim == 2 else array
         if not np.isfinite(array).all():
             raise DataError(f"{source}: static variable {name!r} contains NaN or inf")

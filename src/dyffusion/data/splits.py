@@ -142,6 +142,8 @@ def open_split(path: str | Path, split: str | None, rule: SplitConfig | None = N
     file is an error, because training on it would see the validation and test data.
     """
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"data {path} does not exist")
     directory = is_split_directory(path)
     if directory and rule is not None and rule.by is not None:
         raise DataError(f"{path} is a directory of split files: --split-by is for a single file")

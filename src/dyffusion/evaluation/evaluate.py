@@ -92,7 +92,7 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
         raise ValueError(f"--members must be >= 1, got {members}")
     run.spec.check(data)
     data = data.subsample_time(run.spec.time_stride)
-    rollout = rollout or run.horizon
+    rollout = run.horizon if rollout is None else rollout
     if rollout < 1:
         raise ValueError(f"--rollout must be >= 1, got {rollout}")
     pairs = initial_conditions(data, rollout, inits)

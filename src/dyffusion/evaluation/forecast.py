@@ -8,6 +8,7 @@ the variables' names and units. Masked points (land, obstacle interiors) are NaN
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -20,7 +21,7 @@ import xarray as xr
 
 from dyffusion.config import MEMBER_DIMS
 from dyffusion.data.contract import DataError, GriddedData
-from dyffusion.io import atomic_path
+from dyffusion.io import atomic_path, check_writable_directory
 from dyffusion.run import DataSpec, Run
 from dyffusion.sampling.ensemble import EnsemblePipeline
 
@@ -86,10 +87,13 @@ def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition],
     members = run.config.sampling.members if members is None else members
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     _check_inits(data, inits)
     pipeline = run.pipeline(**(pipeline_options or {}))
     torch.manual_seed(seed)
-    chunks = list(sample_ensembles(pipeline, run.spec, data, inits, members, steps or run.horizon, times))
+    chunks = list(sample_ensembles(pipeline, run.spec, data, inits, members, run.horizon if steps is None else steps,
+                                   times))
     lead_times = [t for batch, chunk_times, _, _ in chunks if batch is chunks[0][0] for t in chunk_times]
     ensemble = stack_batches([(batch, ensemble.numpy()) for batch, _, ensemble, _ in chunks], batch_axis=1)
     dataset = forecast_to_xarray(ensemble, lead_times, run.spec, data, inits, member_dim, truth_of(data, inits, lead_times))
@@ -169,6 +173,14 @@ def forecast_to_xarray(ensemble: np.ndarray, lead_times: Sequence[float], spec: 
     return xr.Dataset(variables, coords=coords)
 
 
+def check_forecast_path(path: str | Path) -> None:
+    """Raise now, before any sampling, if :func:`write_forecast` could not write ``path``."""
+    path = Path(path)
+    if path.is_dir() and path.suffix != ".zarr":
+        raise IsADirectoryError(errno.EISDIR, "is a directory; give a file name (.nc or .zarr)", str(path))
+    check_writable_directory(path.parent)
+
+
 def write_forecast(dataset: xr.Dataset, path: str | Path) -> None:
     """netCDF, or zarr for a ``.zarr`` path; written beside ``path`` first, so a crash leaves no partial file."""
     path = Path(path)
@@ -180,10 +192,14 @@ def write_forecast(dataset: xr.Dataset, path: str | Path) -> None:
         import zarr  # noqa: F401
     except ImportError:
         raise DataError("writing zarr needs the zarr package: pip install 'dyffusion[zarr]'") from None
+    path.parent.mkdir(parents=True, exist_ok=True)  # here, so that an error names the user's path
     temporary = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(temporary, ignore_errors=True)
-    # Zarr format 2 with consolidated metadata: what most xarray, dask and zarr versions in use can open.
-    dataset.to_zarr(temporary, mode="w", zarr_format=2, consolidated=True)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(temporary, path)
+    try:
+        # Zarr format 2 with consolidated metadata: what most xarray, dask and zarr versions in use can open.
+        dataset.to_zarr(temporary, mode="w", zarr_format=2, consolidated=True)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)  # what a failed write left; gone after a successful one

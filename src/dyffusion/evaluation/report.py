@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 from dyffusion.evaluation.evaluate import Example
-from dyffusion.io import write_json
+from dyffusion.io import atomic_path, write_json
 from dyffusion.plots import plot_forecast_panels, plot_metrics_vs_lead_time, plot_spread_skill, plot_spring_mesh
 from dyffusion.run import Run
 
 SCORES = ("crps", "crps_fair", "mse", "ssr", "ssr_corrected")
+
+
+def _figure(path: Path, draw: Callable[[Path], object]) -> Path:
+    """``draw`` writes into a temporary file renamed onto ``path``: a full disk leaves no half-written PNG."""
+    with atomic_path(path) as temporary:
+        draw(temporary)
+    return path
 
 
 def write_evaluation(out: Path, run: Run, metrics: dict, example: Example | None) -> dict[str, Path]:
@@ -19,18 +27,19 @@ def write_evaluation(out: Path, run: Run, metrics: dict, example: Example | None
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     figures = {
-        "metrics": plot_metrics_vs_lead_time({label: metrics}, out / "metrics_vs_lead_time.png"),
-        "spread_skill": plot_spread_skill({label: metrics}, out / "spread_skill.png"),
+        "metrics": _figure(out / "metrics_vs_lead_time.png",
+                           lambda file: plot_metrics_vs_lead_time({label: metrics}, file)),
+        "spread_skill": _figure(out / "spread_skill.png", lambda file: plot_spread_skill({label: metrics}, file)),
     }
     if example is not None:
         names = [c.name for c in run.spec.channels]
-        figures["forecast"] = plot_forecast_panels(
-            example.initial, example.truth, example.ensemble, example.lead_times, out / "forecast.png",
-            channel=0, channel_name=names[0], mask=example.valid)
+        figures["forecast"] = _figure(out / "forecast.png", lambda file: plot_forecast_panels(
+            example.initial, example.truth, example.ensemble, example.lead_times, file,
+            channel=0, channel_name=names[0], mask=example.valid))
         if run.spec.boundary_condition == "fixed_points" and names[-2:] == ["q_x", "q_y"]:
             fixed = example.static[run.spec.static_names.index(run.spec.boundary_mask)]
-            figures["mesh"] = plot_spring_mesh(example.truth[:, -2:], example.ensemble[:, :, -2:],
-                                               example.lead_times, out / "spring_mesh.png", fixed_mask=fixed)
+            figures["mesh"] = _figure(out / "spring_mesh.png", lambda file: plot_spring_mesh(
+                example.truth[:, -2:], example.ensemble[:, :, -2:], example.lead_times, file, fixed_mask=fixed))
     return figures
 
 
