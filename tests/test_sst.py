@@ -409,3 +409,18 @@ def test_sst_preset_trains_evaluates_and_forecasts_on_synthetic_sst(tmp_path):
         land = np.isnan(test["sst"].values[1, 0])
         assert land.any() and np.isnan(forecast["sst"].values[..., land]).all()
         assert np.isfinite(forecast["sst"].values[..., ~land]).all()
+
+
+def test_sst_command_prepares_released_style_boxes_with_the_paper_splits_by_default(tmp_path, capsys):
+    from dyffusion.cli.main import main
+
+    write_synthetic_boxes(tmp_path / "boxes", boxes=(84,), start="2019-01-01", end="2020-12-31", size=12,
+                          progress=False)
+    # The paper's default train range (1982-2018) is not in these boxes: one clear line, exit 2.
+    assert main(["data", "sst", str(tmp_path / "boxes"), str(tmp_path / "default"), "--quiet"]) == 2
+    assert "1982-01-01..2018-12-31" in capsys.readouterr().err
+    assert main(["data", "sst", str(tmp_path / "boxes"), str(tmp_path / "out"), "--train-range",
+                 "2019-01-01..2019-12-31", "--val-range", "2020-01-01..2020-06-30", "--test-range",
+                 "2020-07-01..2020-12-31", "--quiet"]) == 0
+    with xr.open_dataset(tmp_path / "out" / "test.nc") as test:
+        assert str(test.time.values[0])[:10] == "2020-07-01" and test.sizes["time"] == 184

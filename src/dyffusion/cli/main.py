@@ -81,10 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     sst.add_argument("box_dir", type=Path, help="directory with the released sst.day.mean.box{ID}.nc files")
     sst.add_argument("out_dir", type=Path)
     sst.add_argument("--boxes", type=_integers, help="box IDs (default: every box file in BOX_DIR)")
-    for name, (first, last) in (("train", ("1982-01-01", "2018-12-31")), ("val", ("2019-01-01", "2019-12-31")),
-                                ("test", ("2020-01-01", "2020-12-31"))):
-        sst.add_argument(f"--{name}-range", default=f"{first}..{last}", metavar="START..END",
-                         help=f"{name} dates, inclusive (default {first}..{last}, the paper's)")
+    for name in ("train", "val", "test"):
+        sst.add_argument(f"--{name}-range", metavar="START..END",
+                         help=f"{name} dates, inclusive (default: the paper's, 1982-2018 / 2019 / 2020)")
     sst.add_argument("--quiet", action="store_true")
     synthetic = systems.add_parser("sst-synthetic", help="a synthetic stand-in for the paper's 11 SST boxes, "
                                                          "as box files and standardised splits")
@@ -229,11 +228,12 @@ def _date_range(text: str, option: str) -> tuple[str, str]:
 
 def cmd_data(args: argparse.Namespace) -> None:
     if args.system in ("sst", "sst-synthetic"):
-        from dyffusion.data.sst import PAPER_BOXES, make_synthetic_sst, prepare_sst
+        from dyffusion.data.sst import PAPER_BOXES, PAPER_DATE_SPLITS, make_synthetic_sst, prepare_sst
 
         if args.system == "sst":
-            splits = {name: _date_range(getattr(args, f"{name}_range"), f"--{name}-range")
-                      for name in ("train", "val", "test")}
+            given = {name: getattr(args, f"{name}_range") for name in PAPER_DATE_SPLITS}
+            splits = {name: _date_range(text, f"--{name}-range") if text else PAPER_DATE_SPLITS[name]
+                      for name, text in given.items()}
             paths = prepare_sst(args.box_dir, args.out_dir, splits, args.boxes, progress=not args.quiet)
         else:
             paths = make_synthetic_sst(args.out_dir, args.boxes or PAPER_BOXES, args.start, args.end, args.seed,
