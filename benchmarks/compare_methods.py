@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
+from results import append, machine
 
 from dyffusion.config import METHODS, load_config, nested
 from dyffusion.data.contract import open_gridded
@@ -27,8 +26,6 @@ from dyffusion.evaluation import evaluate, full_rollout
 from dyffusion.io import write_json
 from dyffusion.run import Run
 from dyffusion.training import fit
-
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def main() -> None:
@@ -61,7 +58,7 @@ def main() -> None:
     lines = [
         f"\n## Five methods on the demo spring mesh ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n",
         f"- command: `{command.strip()}`",
-        f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        f"- machine: {machine()}",
         f"- data: spring mesh {DEMO_DATA['train']} train / {DEMO_DATA['val']} val / {DEMO_DATA['test']} test "
         "trajectories, every 8th frame, h = 16; budget: "
         f"{args.minutes:g} training minutes per method; {args.members} members; 100-step rollouts from the first "
@@ -73,10 +70,7 @@ def main() -> None:
         mean = metrics["mean"]
         lines.append(f"| {method} | {mean['crps']:.4f} | {mean['mse']:.5f} | {mean['ssr']:.2f} | "
                      f"{metrics['network_evaluations']:.0f} | {metrics['sampling_seconds_per_initial_condition']:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with RESULTS.open("a") as handle:
-        handle.write(text)
+    append(lines)
 
 
 if __name__ == "__main__":

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
+from results import append, machine
 
 from dyffusion.cli.main import main as dyffusion
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 SYSTEMS = {  # the paper's DYffusion scores (SPEC section 9) and the preset of our CPU budget
     "navier-stokes": {"preset": "navier-stokes-cpu", "crps": 0.067, "mse": 0.022, "ssr": 0.877},
     "sst": {"preset": "sst-cpu", "crps": 0.224, "mse": 0.173, "ssr": 1.033},
@@ -61,7 +59,7 @@ def main() -> None:
     lines = [
         f"\n## DYffusion on {args.system} at a CPU budget ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n",
         f"- command: `python benchmarks/paper_system.py {' '.join(sys.argv[1:])}`",
-        f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        f"- machine: {machine()}",
         f"- training: preset `{system['preset']}`, {stages} (wall time depends on what else ran)",
         f"- evaluation: {metrics['initial_conditions']} initial conditions of the test split, {metrics['members']} "
         f"members, {metrics['rollout']} lead steps, {metrics['network_evaluations']:.0f} network evaluations per "
@@ -72,10 +70,7 @@ def main() -> None:
         f"| this run | {mean['crps']:.4f} | {mean['mse']:.4f} | {mean['ssr']:.3f} |",
         f"| paper (DYffusion, GPU budget) | {system['crps']} | {system['mse']} | {system['ssr']} |",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with RESULTS.open("a") as handle:
-        handle.write(text)
+    append(lines)
 
 
 if __name__ == "__main__":

@@ -13,22 +13,19 @@ Appends a section to ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
+from results import append, machine
 
 from dyffusion.forecaster import Forecaster
 from dyffusion.interpolator import Interpolator
 from dyffusion.networks import NetworkConfig, set_mc_dropout
 from dyffusion.sampling.sampler import sample_horizon
 from dyffusion.schedule import StepSchedule, sampling_steps
-
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def unbatched_cold(interpolate, forecast, initial, schedule, steps):
@@ -114,7 +111,7 @@ def main() -> None:
     lines = [
         f"\n## Sampling speed: batched cold step vs unbatched ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n",
         f"- command: `{command.strip()}`",
-        f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"- machine: {machine()}; "
         f"dense matmul in the same process: {peak:.0f} GFLOP/s",
         f"- workload: 1 initial condition x {args.members} members, h = {args.horizon}, all {len(steps)} steps, "
         f"refine on; spring-mesh ConvNet (width 64, kernels 9/7/5/3); medians of {args.repeats} interleaved repeats\n",
@@ -124,13 +121,7 @@ def main() -> None:
     lines.append(f"\n**Speed-up of ours over the unbatched baseline: {baseline / ours:.2f}x** (ratio of medians). "
                  f"Ours reaches {achieved:.0f} GFLOP/s in convolutions and matmuls, {achieved / peak:.0%} of the "
                  "dense matmul rate measured in the same process.\n")
-    text = "\n".join(lines)
-    print(text)
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section says how it was made. Timings are ratios measured "
-                           "side by side in one run; absolute times on this shared machine are noisy.\n")
-    with RESULTS.open("a") as handle:
-        handle.write(text)
+    append(lines)
 
 
 if __name__ == "__main__":

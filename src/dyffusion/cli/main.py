@@ -269,6 +269,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from dyffusion.evaluation import check_forecast_path, evaluate, forecast_to_xarray, full_rollout, write_forecast
+    from dyffusion.evaluation.forecast import with_provenance
     from dyffusion.evaluation.report import markdown_report, write_evaluation
     from dyffusion.io import check_writable_directory, write_text
 
@@ -294,8 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         dataset = forecast_to_xarray(result.ensemble, result.lead_times, run.spec,
                                      data.subsample_time(run.spec.time_stride), result.inits, args.member_dim,
                                      result.truth)
-        dataset.attrs.update({"members": members, "method": run.method, "run": str(args.run), "source": data.source})
-        write_forecast(dataset, path)
+        write_forecast(with_provenance(dataset, run, members, data.source), path)
         metrics["forecasts"] = str(path)
     figures = write_evaluation(out, run, metrics, result.example)
     write_text(out / "report.md", markdown_report(f"{run.method} evaluation: {args.run}", run, metrics, figures, out,

@@ -97,7 +97,12 @@ def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition],
     lead_times = [t for batch, chunk_times, _, _ in chunks if batch is chunks[0][0] for t in chunk_times]
     ensemble = stack_batches([(batch, ensemble.numpy()) for batch, _, ensemble, _ in chunks], batch_axis=1)
     dataset = forecast_to_xarray(ensemble, lead_times, run.spec, data, inits, member_dim, truth_of(data, inits, lead_times))
-    dataset.attrs.update({"members": members, "method": run.method, "run": str(run.path), "source": data.source})
+    return with_provenance(dataset, run, members, data.source)
+
+
+def with_provenance(dataset: xr.Dataset, run: Run, members: int, source: str) -> xr.Dataset:
+    """The forecast's global attributes: how many members, which method and run, from which data."""
+    dataset.attrs.update({"members": members, "method": run.method, "run": str(run.path), "source": source})
     return dataset
 
 
