@@ -166,6 +166,8 @@ CASES = {
     "NaN at one time (evaluate)": (["evaluate", "{run}", "--data", "{bad}/nan"],
                                    "'q' has NaN at trajectory 1, time index 9"),
     "NaN at one time (fit)": (["fit", "{bad}/nan-train", "--out", "{tmp}/r"], "'p' has NaN at trajectory 1, time index 7"),
+    "NaN at one time (streamed fit)": (["fit", "{bad}/nan-train", "--out", "{tmp}/r", "--stream"],
+                                       "'p' is NaN or inf at trajectory 1, time index 7"),
     "inf": (["evaluate", "{run}", "--data", "{bad}/inf"], "'p' is infinite at trajectory 0, time index 3"),
     "NaN in a static variable": (["evaluate", "{run}", "--data", "{bad}/nan-static"],
                                  "static variable 'fixed_mask' contains NaN or inf"),

@@ -85,20 +85,25 @@ def test_missing_or_unreadable_files_and_splits(tmp_path):
         open_gridded(tmp_path / "notime.nc")
 
 
-def test_windows_are_views_and_hold_only_three_frames():
+def test_windows_read_only_their_frames_normalised():
     values = np.arange(2 * 10 * 1 * 2 * 2, dtype=np.float32).reshape(2, 10, 1, 2, 2)
-    windows = WindowDataset(values, np.zeros((2, 0, 2, 2), np.float32), horizon=4, stride=2, target_range=(1, 3))
+    normalizer = Normalizer(np.full((1, 1, 1), 1.0), np.full((1, 1, 1), 2.0))
+    windows = WindowDataset(values, normalizer, np.zeros((2, 0, 2, 2), np.float32), horizon=4, stride=2,
+                            target_range=(1, 3))
     assert len(windows) == 2 * 3  # starts 0, 2, 4 (start + h <= 9)
     torch.manual_seed(0)
     item = windows[4]  # trajectory 1, start 2
-    np.testing.assert_array_equal(item["initial"], values[1, 2])
-    np.testing.assert_array_equal(item["end"], values[1, 6])
+    np.testing.assert_array_equal(item["initial"], (values[1, 2] - 1) / 2)
+    np.testing.assert_array_equal(item["end"], (values[1, 6] - 1) / 2)
     offset = int(item["time"])
     assert 1 <= offset <= 3
-    np.testing.assert_array_equal(item["target"], values[1, 2 + offset])
-    assert item["initial"].untyped_storage().data_ptr() == windows.values.untyped_storage().data_ptr()
+    np.testing.assert_array_equal(item["target"], (values[1, 2 + offset] - 1) / 2)
+    assert "window" not in item
+    window = WindowDataset(values, normalizer, np.zeros((2, 0, 2, 2), np.float32), horizon=4, stride=2,
+                           with_window=True)[4]["window"]
+    np.testing.assert_array_equal(window, (values[1, 2:7] - 1) / 2)
     with pytest.raises(ValueError, match="too short for horizon"):
-        WindowDataset(values, np.zeros((2, 0, 2, 2), np.float32), horizon=10)
+        WindowDataset(values, normalizer, np.zeros((2, 0, 2, 2), np.float32), horizon=10)
 
 
 def test_normalizer_standardises_valid_points_per_channel():

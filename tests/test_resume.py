@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,3 +145,19 @@ def test_every_epoch_leaves_a_checkpoint_to_resume_from(clean_run):
         last = torch.load(clean_run / "checkpoints" / stage / "last.ckpt", map_location="cpu", weights_only=True)
         summary = json.loads((clean_run / "training.json").read_text())[stage]
         assert last["global_step"] == summary["steps"] and last["epoch"] == summary["epochs"] - 1
+
+
+def test_resuming_with_a_budget_already_spent_finishes_the_stage(spring_data, clean_run, tmp_path):
+    """A forecaster killed after its 3rd epoch's checkpoint, before its weights were saved, resumed with
+    --max-epochs 1: its budget is spent, so it keeps the best of its 3 epochs (Lightning alone refuses a
+    checkpoint beyond max_epochs)."""
+    run = tmp_path / "run"
+    shutil.copytree(clean_run, run)
+    (run / "forecaster.safetensors").unlink()
+    summary = json.loads((run / "training.json").read_text())
+    summary["forecaster"]["finished"] = False
+    (run / "training.json").write_text(json.dumps(summary))
+    assert main(_fit(spring_data, run, "--resume", "--max-epochs", "1")) == 0
+    assert _finished(run) == {"interpolator": True, "forecaster": True}
+    resumed, clean = (load_file(path / "forecaster.safetensors") for path in (run, clean_run))
+    assert all(torch.equal(resumed[name], clean[name]) for name in clean)

@@ -12,7 +12,6 @@ of each epoch, so the redone epoch replays exactly what the interrupted one woul
 from __future__ import annotations
 
 import json
-import logging
 import pickle
 import random
 import shutil
@@ -35,9 +34,11 @@ from dyffusion.baselines.multistep import MultiStepModule, choose_perturbation_s
 from dyffusion.baselines.video_diffusion import VideoDiffusionModule
 from dyffusion.config import ExperimentConfig, TrainerConfig, config_to_dict, read_config, save_config
 from dyffusion.data.contract import GriddedData
+from dyffusion.data.frames import LazyFrames
 from dyffusion.data.normalization import Normalizer
 from dyffusion.data.splits import open_split
 from dyffusion.data.windows import WindowDataset
+from dyffusion.distributed import barrier, is_global_zero, process_group_shard, quiet_lightning
 from dyffusion.forecaster.module import ForecasterModule
 from dyffusion.interpolator.module import InterpolatorModule
 from dyffusion.io import atomic_path, load_weights, save_tensors, save_weights, write_json
@@ -48,16 +49,10 @@ STAGES = ("interpolator", "forecaster")
 RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.max_minutes", "baseline.perturbation_scale")
 
 
-def _as_network_input(data: GriddedData, spec: DataSpec) -> GriddedData:
-    """The split as the networks see it: normalised values, static channels plus the mask channel.
-
-    Done once per split; the raw copy is released, so training holds the data once.
-    """
-    return replace(data, values=spec.normalizer.normalize_array(data.values), static=spec.network_static(data))
-
-
-def _windows(data: GriddedData, horizon: int, stride: int, **flags) -> WindowDataset:
-    return WindowDataset(data.values, data.static, horizon, stride, data.valid, **flags)
+def _windows(data: GriddedData, spec: DataSpec, horizon: int, stride: int, **flags) -> WindowDataset:
+    """The split's windows as the networks see them: normalised frames, static channels plus the mask channel."""
+    return WindowDataset(data.values, spec.normalizer, spec.network_static(data), horizon, stride, data.valid,
+                         **flags)
 
 
 def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
@@ -68,9 +63,11 @@ def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
 
 class _EpochShuffle(Sampler[int]):
     """A random order of ``size`` windows that depends on (seed, epoch) only; Lightning calls ``set_epoch``.
+    Under DDP each process takes every world-size-th window of it from its rank, as many as every other process:
+    the processes' batches of a step hold the windows of one single-process batch world-size times as large.
 
     torch's RandomSampler takes its order from a generator whose state is in no checkpoint, so the epoch redone
-    after a resume would get other batches.
+    after a resume would get other batches; Lightning's DistributedSampler would shuffle it once more.
     """
 
     def __init__(self, size: int, seed: int):
@@ -80,11 +77,26 @@ class _EpochShuffle(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // process_group_shard().count
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(_epoch_seeds(self.seed, self.epoch)[1])
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order, shard = torch.randperm(self.size, generator=generator).tolist(), process_group_shard()
+        return iter([order[index] for index in shard.indices(len(self) * shard.count)])
+
+
+class _ValidationShare(Sampler[int]):
+    """The validation windows in order; under DDP every world-size-th from the process's rank, so that each is
+    scored once (Lightning's DistributedSampler scores some twice to give every process as many)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(process_group_shard().indices(self.size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(process_group_shard().indices(self.size))
 
 
 class _EpochSeeding(Callback):
@@ -98,7 +110,8 @@ class _EpochSeeding(Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        seed = _epoch_seeds(self.seed, trainer.current_epoch)[0]
+        # Each process of a multi-process run draws its own masks and noise (rank 0 those of a single process).
+        seed = (_epoch_seeds(self.seed, trainer.current_epoch)[0] + trainer.global_rank) % 2**32
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
@@ -134,13 +147,16 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, temporary)
 
 
-def _loader(windows: WindowDataset, batch_size: int, config: TrainerConfig, shuffle_seed: int | None) -> DataLoader:
-    """Training batches shuffled by (``shuffle_seed``, epoch), or validation batches in order (``None``)."""
+def _loader(windows: WindowDataset, batch_size: int, config: TrainerConfig, shuffle_seed: int | None,
+            whole: bool = False) -> DataLoader:
+    """Training batches shuffled by (``shuffle_seed``, epoch), or validation batches in order (``None``); under DDP
+    this process's part of them (``whole``: all validation batches, for work outside Lightning)."""
     train = shuffle_seed is not None
+    sampler = _EpochShuffle(len(windows), shuffle_seed) if train else None if whole else _ValidationShare(len(windows))
     # Dropping a ragged last batch keeps batch statistics even, unless the split is smaller than one batch.
     # The loader's own generator: each new iterator draws a worker seed from it, and that draw must not move the
     # global RNG (Lightning makes the iterator of a resumed epoch at another moment than in an uninterrupted run).
-    return DataLoader(windows, batch_size, sampler=_EpochShuffle(len(windows), shuffle_seed) if train else None,
+    return DataLoader(windows, batch_size, sampler=sampler,
                       drop_last=train and len(windows) >= batch_size, generator=torch.Generator(),
                       num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
 
@@ -160,6 +176,7 @@ def _trainer(config: TrainerConfig, run: Path, stage: str, max_minutes: float | 
         gradient_clip_val=config.gradient_clip, precision=config.precision, accelerator=config.accelerator,
         devices=config.devices, num_nodes=config.num_nodes, strategy=config.strategy,
         callbacks=[best, last, _EpochSeeding(seed)], plugins=[_AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the loaders' own samplers split the windows over the processes
         # version_0, then a new version per resumed attempt: Lightning would empty an existing version's log.
         logger=CSVLogger(run / "logs", name=stage),
         deterministic=True, num_sanity_val_steps=0, enable_progress_bar=not quiet,
@@ -192,12 +209,21 @@ def _train_stage(module: pl.LightningModule, network: torch.nn.Module, stage: st
     """Fit one stage (with ``resume``, from its ``last.ckpt`` if there is one), keep its best validated weights,
     save them as ``RUN/<stage>.safetensors``, then record the stage as finished in ``RUN/training.json``."""
     last = run / "checkpoints" / stage / "last.ckpt"
+    restart = last if resume and last.exists() else None
+    if restart and config.max_epochs is not None:
+        # Lightning refuses a checkpoint beyond max_epochs; a budget smaller than the epochs done means done.
+        done = read_checkpoint(restart).get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+        config = replace(config, max_epochs=max(config.max_epochs, done.get("current", {}).get("completed", 0)))
     trainer = _trainer(config, run, stage, max_minutes, quiet, seed)
+    processes = trainer.num_nodes * trainer.num_devices
+    if len(val) < processes:  # a process without validation windows would leave the others waiting for its scores
+        raise RunError(f"{len(val)} validation windows cannot be shared by {processes} processes: each needs one; "
+                       "use fewer --devices or more validation data")
     started = time.monotonic()
     # Lightning restores weights, optimizer, epoch and step counters and callback states from last.ckpt with
     # torch.load(weights_only=True): tensors and plain containers only, nothing that could run code.
     trainer.fit(module, _loader(train, batch_size, config, seed), _loader(val, batch_size, config, None),
-                ckpt_path=last if resume and last.exists() else None, weights_only=True)
+                ckpt_path=restart, weights_only=True)
     best = _best_weights(trainer, module)
     summary[stage] = {"best_val_crps": best, "epochs": trainer.current_epoch, "steps": trainer.global_step,
                       "minutes": (time.monotonic() - started) / 60, "finished": True}
@@ -268,7 +294,7 @@ def _save_config(config: ExperimentConfig, path: Path) -> None:
 
 
 def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str = "both",
-        quiet: bool = False, resume: bool = False) -> Run:
+        quiet: bool = False, resume: bool = False, stream: bool | None = None) -> Run:
     """Train on ``data`` (a directory with ``train`` and ``val`` splits, or one file split by
     ``config.data.split``) into the run directory ``out``.
 
@@ -277,6 +303,12 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     ``last.ckpt``; a run without a checkpoint yet starts from scratch. Without ``resume``, the stages to train
     start from scratch (DYffusion's stage 2 too when stage 1 does: it depends on it) and earlier checkpoints,
     logs and weights of them are removed, but a stage that was interrupted is refused rather than thrown away.
+    ``stream``: read training windows from disk as they are needed (True), load the splits into memory (False),
+    or stream when they would crowd the memory (None).
+
+    With several processes (DDP: ``config.trainer`` devices, num_nodes, strategy), Lightning starts the others when
+    training begins by running the command line again, so every process runs this function: only global rank 0
+    writes or deletes files, and all return the run once it is written.
     """
     if stage not in ("both", *STAGES):
         raise ValueError(f"unknown stage {stage!r}; choose both, interpolator or forecaster")
@@ -294,8 +326,7 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     if not resume:
         _refuse_interrupted(run, summary, _fresh_stages(config, stage))
     if quiet:
-        for name in ("lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        quiet_lightning()
     # Lightning's advice for GPU-sized data loaders and short epochs does not apply to small CPU runs, nor its
     # warning about a non-empty checkpoint directory to a resumed stage.
     for message in (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
@@ -303,8 +334,8 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
         warnings.filterwarnings("ignore", message=message)
     started = time.monotonic()
 
-    train = open_split(data, "train", config.data.split).subsample_time(config.data.time_stride)
-    val = open_split(data, "val", config.data.split).subsample_time(config.data.time_stride)
+    train = open_split(data, "train", config.data.split, stream).subsample_time(config.data.time_stride)
+    val = open_split(data, "val", config.data.split, stream).subsample_time(config.data.time_stride)
     if stage == "forecaster":
         spec = Run.load(run, need_forecaster=False).spec  # the normalisation stage 1 was trained with
     elif resume and (run / "data.json").exists():
@@ -312,25 +343,32 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     else:
         if config.data.normalization not in ("channel", "point"):
             raise ValueError(f"data.normalization must be 'channel' or 'point', got {config.data.normalization!r}")
-        normalizer = Normalizer.fit(train.values, train.valid, per_point=config.data.normalization == "point")
+        normalizer = Normalizer.fit(train.values, train.valid, per_point=config.data.normalization == "point",
+                                    progress=not quiet and isinstance(train.values, LazyFrames))
         spec = DataSpec.from_data(train, normalizer, config.data.time_stride)
     spec.check(val)
-    if not resume:
-        _start_over(run, summary, _fresh_stages(config, stage))
-    run.mkdir(parents=True, exist_ok=True)
-    _save_config(config, run / "config.yaml")
-    write_json(run / "data.json", spec.to_dict())
-    if train.static.shape[1] and (train.static == train.static[:1]).all():
-        # Static conditions shared by all trajectories travel with the model, so a bare tensor can be forecast.
-        save_tensors({"static": torch.from_numpy(train.static[0])}, run / "static.safetensors")
+    # The other DDP processes redo the above (rank 0 waits for them in its first trainer.fit) to reach the same
+    # decisions from the same files; only rank 0 writes.
+    writer = is_global_zero()
+    if writer:
+        if not resume:
+            _start_over(run, summary, _fresh_stages(config, stage))
+        run.mkdir(parents=True, exist_ok=True)
+        _save_config(config, run / "config.yaml")
+        write_json(run / "data.json", spec.to_dict())
+        if train.static.shape[1] and (train.static == train.static[:1]).all():
+            # Static conditions shared by all trajectories travel with the model, so a bare tensor can be forecast.
+            save_tensors({"static": torch.from_numpy(train.static[0])}, run / "static.safetensors")
 
-    train, val = _as_network_input(train, spec), _as_network_input(val, spec)
     summary["data"] = str(Path(data).resolve())
-    write_json(summary_path, summary)
+    if writer:
+        write_json(summary_path, summary)
     stages = _fit_dyffusion if config.method == "dyffusion" else _fit_baseline
     stages(config, spec, train, val, run, stage, summary, started, quiet, resume)
     summary["total_minutes"] = (time.monotonic() - started) / 60
-    write_json(summary_path, summary)
+    if writer:
+        write_json(summary_path, summary)
+    barrier()  # the other processes load the run once rank 0 has written all of it
     return Run.load(run, need_forecaster=stage != "interpolator")
 
 
@@ -338,7 +376,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
                    stage: str, summary: dict, started: float, quiet: bool, resume: bool) -> None:
     """Stage 1 (interpolator) then stage 2 (forecaster through the frozen interpolator)."""
     trainer_config, horizon = config.trainer, config.data.horizon
-    val_windows = _windows(val, horizon, config.data.val_window_stride or horizon, with_window=True)
+    val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
     interpolator = build_models(config, spec)["interpolator"]
     if stage in ("both", "interpolator") and not (resume and _finished(run, summary, "interpolator")):
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
@@ -346,7 +384,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
         budget = trainer_config.max_minutes * config.interpolator.time_share if trainer_config.max_minutes else None
         _train_stage(module, module.interpolator, "interpolator", run, trainer_config, budget,
                      config.interpolator.batch_size,
-                     _windows(train, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
+                     _windows(train, spec, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
                      val_windows, quiet, trainer_config.seed, summary, resume)
         interpolator = module.interpolator
     else:
@@ -359,7 +397,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
         module = ForecasterModule(config.forecaster, config.sampling, interpolator, spec.num_channels,
                                   spec.network_static_channels, horizon)
         _train_stage(module, module.forecaster, "forecaster", run, trainer_config, _remaining(config, started),
-                     config.forecaster.batch_size, _windows(train, horizon, config.data.window_stride), val_windows,
+                     config.forecaster.batch_size, _windows(train, spec, horizon, config.data.window_stride), val_windows,
                      quiet, trainer_config.seed + 1, summary, resume)
 
 
@@ -374,15 +412,15 @@ def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, 
     """One network: G(x_t, j) for Perturbation and Dropout, the frame-stack denoiser for DDPM and MCVD."""
     trainer_config, horizon, baseline = config.trainer, config.data.horizon, config.baseline
     channels, static = spec.num_channels, spec.network_static_channels
-    val_windows = _windows(val, horizon, config.data.val_window_stride or horizon, with_window=True)
+    val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
     pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
     if config.method in ("dropout", "perturbation"):
         module = MultiStepModule(baseline, channels, static, horizon, mc_dropout=config.method == "dropout")
-        train_windows = _windows(train, horizon, config.data.window_stride, target_range=(1, horizon))
+        train_windows = _windows(train, spec, horizon, config.data.window_stride, target_range=(1, horizon))
         name, network = "forecaster", module.model
     else:
         module = VideoDiffusionModule(baseline, config.method, channels, static, horizon)
-        train_windows = _windows(train, horizon, config.data.window_stride, with_window=True)
+        train_windows = _windows(train, spec, horizon, config.data.window_stride, with_window=True)
         name, network = "denoiser", module.model
     if resume and _finished(run, summary, name):
         load_weights(network, run / f"{name}.safetensors")
@@ -390,11 +428,15 @@ def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, 
         _train_stage(module, network, name, run, trainer_config, _remaining(config, started), baseline.batch_size,
                      train_windows, val_windows, quiet, trainer_config.seed, summary, resume)
     if config.method == "perturbation" and not (resume and "perturbation" in summary):
-        loader = _loader(val_windows, baseline.batch_size, trainer_config, None)
+        # Under DDP every process chooses on all validation windows, in batches as large as all processes' together
+        # (a single process's choice with that batch size): the same scale from the same weights; one writes it.
+        loader = _loader(val_windows, baseline.batch_size * process_group_shard().count, trainer_config, None,
+                         whole=True)
         batches = [b for i, b in enumerate(loader) if trainer_config.val_batches is None or i < trainer_config.val_batches]
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
         scale, scores = choose_perturbation_scale(network, batches, horizon, baseline.perturbation_scales,
                                                   baseline.val_members)
         baseline.perturbation_scale = scale
-        _save_config(config, run / "config.yaml")
+        if is_global_zero():
+            _save_config(config, run / "config.yaml")
         summary["perturbation"] = {"chosen_scale": scale, "val_crps_by_scale": scores}

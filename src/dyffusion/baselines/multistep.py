@@ -14,6 +14,7 @@ from torch import nn
 
 from dyffusion.config import BaselineConfig
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
+from dyffusion.distributed import log_validation_scores
 from dyffusion.interpolator.loss import masked_mean
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
 from dyffusion.sampling.ensemble import EnsemblePipeline, ensemble_crps
@@ -86,15 +87,13 @@ class MultiStepModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         prediction = self.model(batch["initial"], batch["time"], batch["static"])
         loss = masked_mean((prediction - batch["target"]) ** 2, batch["valid"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["initial"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["initial"].shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         pipeline = MultiStepPipeline(self.model, self.horizon, mc_dropout=self.mc_dropout)
         crps, mse = ensemble_crps(pipeline, batch, self.config.val_members if self.mc_dropout else 1)
-        size = batch["initial"].shape[0]
-        self.log("val/crps", crps, prog_bar=True, batch_size=size)
-        self.log("val/mse", mse, batch_size=size)
+        log_validation_scores(self, crps, mse, batch["initial"].shape[0])
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)

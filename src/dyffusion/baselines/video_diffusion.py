@@ -16,6 +16,7 @@ from torch import nn
 from dyffusion.baselines.gaussian_diffusion import NoiseSchedule, ancestral_sample, ddim_sample, diffusion_loss
 from dyffusion.config import BaselineConfig
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
+from dyffusion.distributed import log_validation_scores
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
 from dyffusion.sampling.ensemble import EnsemblePipeline, ensemble_crps
 
@@ -89,15 +90,13 @@ class VideoDiffusionModule(pl.LightningModule):
         future = batch["window"][:, 1:].flatten(1, 2)  # (B, h*C, H, W)
         condition = torch.cat([batch["initial"], batch["static"]], dim=1)
         loss = diffusion_loss(self.model, future, condition, self.schedule, valid=batch["valid"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=future.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=future.shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         pipeline = VideoDiffusionPipeline(self.model, self.schedule, self.config.val_ddim_steps, clip=self.config.clip)
         crps, mse = ensemble_crps(pipeline, batch, self.config.val_members)
-        size = batch["initial"].shape[0]
-        self.log("val/crps", crps, prog_bar=True, batch_size=size)
-        self.log("val/mse", mse, batch_size=size)
+        log_validation_scores(self, crps, mse, batch["initial"].shape[0])
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)

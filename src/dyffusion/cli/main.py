@@ -37,7 +37,31 @@ def _texts(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _add_stream_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                        help="read frames from disk as they are needed (--stream) or load the data into memory "
+                             "(--no-stream); default: stream data that would take over a quarter of the memory")
+
+
+def _add_process_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("several processes or GPUs (Lightning)")
+    group.add_argument("--devices", help="Lightning devices per machine (e.g. 1, 2, auto)")
+    group.add_argument("--accelerator", help="cpu, gpu or auto")
+    group.add_argument("--num-nodes", type=int, help="Lightning num_nodes (machines of a multi-node run)")
+    group.add_argument("--strategy", help="Lightning strategy, e.g. ddp (default auto)")
+
+
+def _process_options(args: argparse.Namespace) -> dict:
+    """The given --devices, --accelerator, --num-nodes and --strategy, under Lightning's names."""
+    devices = int(args.devices) if args.devices and args.devices.isdigit() else args.devices
+    given = {"devices": devices, "accelerator": args.accelerator, "num_nodes": args.num_nodes,
+             "strategy": args.strategy}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    _add_process_options(parser)
+    _add_stream_option(parser)
     parser.add_argument("--members", type=int, help="ensemble size (default: the run's sampling.members)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks and noise")
     parser.add_argument("--sampler", choices=["cold", "naive"], help="reverse process (default: the run's)")
@@ -118,13 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         split.add_argument(f"--{name}-range", metavar="START..END",
                            help=f"{name} times, inclusive, e.g. 2019-01-01..2019-12-31 or 2019..2019 (implies time)")
     fit.add_argument("--stage", choices=["both", "interpolator", "forecaster"], default="both")
+    _add_stream_option(fit)
     fit.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out: finished stages are kept, the interrupted one "
                           "continues from its last checkpoint (same options; only the budget may change)")
-    fit.add_argument("--devices", help="Lightning devices (e.g. 1, 2, auto)")
-    fit.add_argument("--accelerator", help="cpu, gpu or auto")
-    fit.add_argument("--num-nodes", type=int, help="Lightning num_nodes (machines of a multi-node run)")
-    fit.add_argument("--strategy", help="Lightning strategy, e.g. ddp (default auto)")
+    _add_process_options(fit)
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config value, e.g. --set interpolator.network.dropout=0.2")
     fit.add_argument("--quiet", action="store_true")
@@ -166,10 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _fit_config(args: argparse.Namespace):
     overrides = [parse_override(text) for text in args.set]
-    devices = int(args.devices) if args.devices and args.devices.isdigit() else args.devices
-    named = {"method": args.method, "data.horizon": args.horizon, "trainer.seed": args.seed, "trainer.devices": devices,
-             "trainer.accelerator": args.accelerator, "trainer.num_nodes": args.num_nodes,
-             "trainer.strategy": args.strategy, "data.split.by": args.split_by,
+    named = {"method": args.method, "data.horizon": args.horizon, "trainer.seed": args.seed,
+             **{f"trainer.{key}": value for key, value in _process_options(args).items()},
+             "data.split.by": args.split_by,
              "data.split.val_fraction": args.val_fraction, "data.split.test_fraction": args.test_fraction,
              "data.split.train_range": args.train_range, "data.split.val_range": args.val_range,
              "data.split.test_range": args.test_range}
@@ -216,7 +237,23 @@ def _run_data(args: argparse.Namespace):
         raise DataError(f"give --data: {args.run} does not record the data it was trained on")
     same_file = trained_on is not None and Path(path).resolve() == trained_on.resolve()
     rule = run.config.data.split if same_file and run.config.data.split.by else None
-    return run, open_split(path, None if args.split == "all" else args.split, rule)
+    return run, open_split(path, None if args.split == "all" else args.split, rule, args.stream)
+
+
+def _processes(args: argparse.Namespace, run):
+    """With --devices, --accelerator, --num-nodes or --strategy: start the processes (Lightning Fabric re-runs
+    this command line for the others of this machine), put this one's copy of ``run`` on its device and return
+    its shard of the work; else the one process's."""
+    from dyffusion.distributed import Shard, launch, quiet_lightning
+
+    options = _process_options(args)
+    if not options:
+        return Shard()
+    if args.quiet:
+        quiet_lightning()
+    shard = launch(**options)
+    run.to(shard.device)
+    return shard
 
 
 def _date_range(text: str, option: str) -> tuple[str, str]:
@@ -261,10 +298,13 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
+    from dyffusion.distributed import is_global_zero
     from dyffusion.training import fit
 
-    run = fit(args.data, args.out, _fit_config(args), stage=args.stage, quiet=args.quiet, resume=args.resume)
-    print(f"run written to {run.path}")
+    run = fit(args.data, args.out, _fit_config(args), stage=args.stage, quiet=args.quiet, resume=args.resume,
+              stream=args.stream)
+    if is_global_zero():
+        print(f"run written to {run.path}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -287,7 +327,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         rollout = int(args.rollout)
     members = run.config.sampling.members if args.members is None else args.members
     result = evaluate(run, data, members, rollout, args.inits, args.seed, not args.quiet, _pipeline_options(args),
-                      lat_weighting=args.lat_weighting, keep_forecasts=args.save_forecasts is not None)
+                      lat_weighting=args.lat_weighting, keep_forecasts=args.save_forecasts is not None,
+                      shard=_processes(args, run))
+    if result is None:  # a further process: rank 0 has its scores and forecasts, and writes
+        return
     metrics = result.metrics
     metrics["split"], metrics["data"] = args.split, data.source
     if args.save_forecasts is not None:
@@ -337,7 +380,9 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     run, data = _run_data(args)
     inits = _forecast_inits(args, run, data)
     dataset = forecast_dataset(run, data, inits, args.members, args.steps, args.times, args.seed, args.member_dim,
-                               _pipeline_options(args))
+                               _pipeline_options(args), _processes(args, run))
+    if dataset is None:  # a further process: rank 0 has its forecasts, and writes
+        return
     write_forecast(dataset, args.out)
     print(f"forecast written to {args.out} ({dataset.sizes[args.member_dim]} members, {len(inits)} initial "
           f"conditions, {dataset.sizes['lead_time']} lead times)")
@@ -360,6 +405,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def _one_line(error: Exception) -> str:
     """The message of a user error on one line; an OSError names its file without errno codes."""
+    if isinstance(error, MemoryError):
+        return ("out of memory; give --stream to read the data from disk as it is needed, or lower the batch sizes "
+                "or sampling.max_batch")
     if isinstance(error, OSError) and error.strerror and error.filename:
         text = f"{error.filename}: {error.strerror}"
         if error.errno in (errno.ENOTDIR, errno.EEXIST):
@@ -384,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as error:
+    except (MemoryError, *USER_ERRORS) as error:
         if args.debug or os.environ.get("DYFFUSION_DEBUG"):
             raise
         print(f"dyffusion {args.command}: error: {_one_line(error)}", file=sys.stderr)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dyffusion.data.frames import LazyFrames, should_stream
+
 
 class DataError(ValueError):
     """Data that does not meet the contract; the message names what and where."""
@@ -39,16 +41,17 @@ class Channel:
 
 @dataclass
 class GriddedData:
-    """A split of a data set in memory, physical units.
+    """A split of a data set, physical units.
 
-    values: (trajectories, time, C, H, W) float32; masked points hold 0.
+    values: (trajectories, time, C, H, W) float32, in memory or :class:`LazyFrames` on disk (index both as
+    ``values[trajectory, times]``); masked points hold 0.
     static: (trajectories, S, H, W) float32 static conditions (S may be 0).
     valid: (trajectories, H, W) bool, False at invariant-NaN points, or None when every point is valid.
     coords: the file's coordinates over trajectory and spatial dims, loaded (values and attrs).
     latitude: (trajectories, H, W) degrees north when the file has a latitude coordinate, else None.
     """
 
-    values: np.ndarray
+    values: np.ndarray | LazyFrames
     static: np.ndarray
     channels: list[Channel]
     static_names: list[str]
@@ -122,6 +125,8 @@ def _read(var: xr.DataArray, source: str) -> np.ndarray:
     """A variable's values as float32; a damaged chunk or block is a DataError, not a decoder's traceback."""
     try:
         return np.asarray(var.values, dtype=np.float32)
+    except MemoryError:
+        raise
     except Exception as error:  # netCDF, HDF5, zarr and their codecs raise many types for damaged data
         raise DataError(f"{source}: cannot read variable {var.name!r} (is the file damaged or cut short?): "
                         f"{_first_sentence(error)}") from None
@@ -141,15 +146,22 @@ def resolve_split(path: str | Path, split: str | None) -> Path:
     raise DataError(f"no split {split!r} in {path} (found: {', '.join(present) or 'no .nc or .zarr files'})")
 
 
-def open_gridded(path: str | Path, split: str | None = None) -> GriddedData:
-    """Read one split file of a directory, or a whole file, into memory and check it."""
+def open_gridded(path: str | Path, split: str | None = None, stream: bool | None = None) -> GriddedData:
+    """Read one split file of a directory, or a whole file, and check it; ``stream`` as in :func:`from_xarray`."""
     file = resolve_split(path, split)
     with open_dataset(file) as ds:
-        return from_xarray(ds, str(file))
+        return from_xarray(ds, str(file), path=file, stream=stream)
 
 
-def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData:
-    """Check an opened Dataset against the contract and load it; ``source`` names it in errors."""
+def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2, path: Path | None = None,
+                selection: dict[str, np.ndarray] | None = None, stream: bool | None = None) -> GriddedData:
+    """Check an opened Dataset against the contract and load it; ``source`` names it in errors.
+
+    ``path``: the file ``ds`` was opened from, with ``selection`` the file's ``trajectory`` or ``time`` indices
+    it holds; then ``stream`` True keeps the frames on disk (:class:`LazyFrames`), None does so when they would
+    crowd the memory. A streamed split's mask comes from each trajectory's first frame and its other values
+    are checked as they are read.
+    """
     if "time" not in ds.dims:
         raise DataError(f"{source}: no 'time' dimension (dims are {list(ds.dims)})")
     dynamic = [name for name in ds.data_vars if "time" in ds[name].dims]
@@ -161,35 +173,24 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         raise DataError(f"{source}: variable {dynamic[0]!r} has no two spatial dims after 'time'")
     has_trajectories = "trajectory" in ds.dims
     num_trajectories = ds.sizes["trajectory"] if has_trajectories else 1
+    channels, extra_coords = _channels(ds, dynamic, spatial, source)
+    time = np.asarray(ds["time"].values)
+    if time.size < min_frames:
+        raise DataError(f"{source}: needs at least {min_frames} time steps, has {time.size}")
 
-    channels: list[Channel] = []
-    arrays: list[np.ndarray] = []
-    extra_coords: dict[str, list] = {}
-    for name in dynamic:
-        var = ds[name]
-        if tuple(var.dims[-2:]) != spatial:
-            raise DataError(f"{source}: variable {name!r} has dims {var.dims}; its last two must be {spatial}")
-        extra = [d for d in var.dims if d not in ("trajectory", "time", *spatial)]
-        if len(extra) > 1:
-            raise DataError(f"{source}: variable {name!r} has more than one extra dimension ({extra})")
-        order = (["trajectory"] if has_trajectories else []) + ["time"] + extra + list(spatial)
-        array = _read(var.transpose(*order), source)
-        if not has_trajectories:
-            array = array[None]
-        if not extra:
-            array = array[:, :, None]
-        units, long_name = str(var.attrs.get("units", "")), str(var.attrs.get("long_name", ""))
-        if extra:
-            entries = list(ds[extra[0]].values) if extra[0] in ds.coords else list(range(var.sizes[extra[0]]))
-            extra_coords[extra[0]] = entries
-            channels += [Channel(f"{name}_{entry}", name, extra[0], i, units, long_name) for i, entry in enumerate(entries)]
-        else:
-            channels.append(Channel(name, name, None, None, units, long_name))
-        arrays.append(array)
-    values = np.concatenate(arrays, axis=2) if len(arrays) > 1 else arrays[0]
-    valid = _invariant_nan_mask(values, channels, source)
-    if valid is not None:
-        values = np.where(valid[:, None, None], values, np.float32(0))
+    grid = (len(channels), ds.sizes[spatial[0]], ds.sizes[spatial[1]])
+    if path is not None and should_stream(num_trajectories * ds.sizes["time"] * int(np.prod(grid)) * 4, stream):
+        selection = selection or {}
+        first = read_values(ds.isel(time=[0]), dynamic, spatial, source)
+        valid = _invariant_nan_mask(first, channels, source)
+        values = LazyFrames(Path(path), tuple(channel.variable for channel in channels), spatial,
+                            selection.get("trajectory", np.arange(num_trajectories)) if has_trajectories else None,
+                            selection.get("time", np.arange(ds.sizes["time"])), grid, valid)
+    else:
+        values = read_values(ds, dynamic, spatial, source)
+        valid = _invariant_nan_mask(values, channels, source)
+        for trajectory in range(num_trajectories) if valid is not None else ():
+            values[trajectory][..., ~valid[trajectory]] = 0  # in place: a copy would hold the data twice
 
     statics = []
     for name in static_vars:
@@ -202,7 +203,7 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         if not np.isfinite(array).all():
             raise DataError(f"{source}: static variable {name!r} contains NaN or inf")
         statics.append(array)
-    height, width = values.shape[-2:]
+    height, width = grid[1:]
     static = np.stack(statics, axis=1) if statics else np.zeros((num_trajectories, 0, height, width), np.float32)
     excluded = ds.attrs.get("dyffusion_invalid_mask")
     if excluded is not None:
@@ -215,9 +216,6 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
     coords = {name: xr.Variable(coord.dims, np.asarray(coord.values), dict(coord.attrs))
               for name, coord in ds.coords.items()
               if coord.dims and set(coord.dims) <= {"trajectory", *spatial}}
-    time = np.asarray(ds["time"].values)
-    if time.size < min_frames:
-        raise DataError(f"{source}: needs at least {min_frames} time steps, has {time.size}")
     return GriddedData(
         values=values, static=np.ascontiguousarray(static), channels=channels, static_names=static_vars,
         time=time, spatial_dims=spatial, spatial_coords={d: np.asarray(ds[d].values) if d in ds.coords
@@ -225,6 +223,61 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2) -> GriddedData
         valid=valid, extra_coords=extra_coords, attrs=dict(ds.attrs), source=source, coords=coords,
         latitude=_latitude(coords, spatial, num_trajectories, values.shape[-2:], source),
     )
+
+
+def _channels(ds: xr.Dataset, dynamic: list[str], spatial: tuple[str, str],
+              source: str) -> tuple[list[Channel], dict[str, list]]:
+    """The channels of the time-dependent variables (one per entry of an extra dim), and those dims' entries."""
+    channels: list[Channel] = []
+    extra_coords: dict[str, list] = {}
+    for name in dynamic:
+        var = ds[name]
+        if tuple(var.dims[-2:]) != spatial:
+            raise DataError(f"{source}: variable {name!r} has dims {var.dims}; its last two must be {spatial}")
+        extra = _extra_dims(var, spatial)
+        if len(extra) > 1:
+            raise DataError(f"{source}: variable {name!r} has more than one extra dimension ({extra})")
+        units, long_name = str(var.attrs.get("units", "")), str(var.attrs.get("long_name", ""))
+        if extra:
+            entries = list(ds[extra[0]].values) if extra[0] in ds.coords else list(range(var.sizes[extra[0]]))
+            extra_coords[extra[0]] = entries
+            channels += [Channel(f"{name}_{entry}", name, extra[0], i, units, long_name) for i, entry in enumerate(entries)]
+        else:
+            channels.append(Channel(name, name, None, None, units, long_name))
+    return channels, extra_coords
+
+
+def _extra_dims(var: xr.DataArray, spatial: tuple[str, str]) -> list[str]:
+    return [d for d in var.dims if d not in ("trajectory", "time", *spatial)]
+
+
+def read_values(ds: xr.Dataset, dynamic: list[str] | tuple[str, ...], spatial: tuple[str, str],
+                source: str, block_bytes: int = 64 * 2**20) -> np.ndarray:
+    """(trajectories, time, C, H, W) float32 of the time-dependent variables, in channel order, as stored.
+
+    Filled block by block (one trajectory, at most ``block_bytes`` of frames of one variable), so reading
+    holds the data once plus one block.
+    """
+    has_trajectories = "trajectory" in ds.dims
+    widths = [ds[name].sizes[_extra_dims(ds[name], spatial)[0]] if _extra_dims(ds[name], spatial) else 1
+              for name in dynamic]
+    trajectories, frames = ds.sizes.get("trajectory", 1), ds.sizes["time"]
+    height, width = ds.sizes[spatial[0]], ds.sizes[spatial[1]]
+    values = np.empty((trajectories, frames, sum(widths), height, width), np.float32)
+    first_channel = 0
+    for name, channels in zip(dynamic, widths):
+        var = ds[name].transpose(*(["trajectory"] if has_trajectories else []), "time",
+                                 *_extra_dims(ds[name], spatial), *spatial)
+        step = max(1, block_bytes // (channels * height * width * 4))
+        for trajectory in range(trajectories):
+            for start in range(0, frames, step):
+                block = var.isel(time=slice(start, start + step))
+                if has_trajectories:
+                    block = block.isel(trajectory=trajectory)
+                values[trajectory, start : start + step, first_channel : first_channel + channels] = \
+                    _read(block, source).reshape(-1, channels, height, width)
+        first_channel += channels
+    return values
 
 
 LATITUDE_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n")
@@ -251,20 +304,28 @@ def _latitude(coords: dict[str, xr.Variable], spatial: tuple[str, str], trajecto
 
 
 def _invariant_nan_mask(values: np.ndarray, channels: list[Channel], source: str) -> np.ndarray | None:
-    """(trajectories, H, W) validity from NaNs constant in time; raises on any other non-finite value."""
-    finite = np.isfinite(values)
-    if finite.all():
-        return None
-    if np.isinf(values).any():
-        traj, time, channel = np.argwhere(np.isinf(values))[0][:3]
-        raise DataError(f"{source}: variable {channels[channel].variable!r} is infinite at trajectory {traj}, "
-                        f"time index {time}")
-    missing = ~finite
-    always_missing = missing.all(axis=1)  # (trajectories, C, H, W)
-    land = always_missing.any(axis=1)  # a point missing in any channel at all times is masked in all
-    varying = missing & ~always_missing[:, None]
-    if varying.any():
-        traj, time, channel = np.argwhere(varying)[0][:3]
-        raise DataError(f"{source}: variable {channels[channel].variable!r} has NaN at trajectory {traj}, "
-                        f"time index {time} that is not NaN at all times (only fixed land/obstacle masks may be NaN)")
-    return ~land
+    """(trajectories, H, W) validity from NaNs constant in time; raises on any other non-finite value.
+
+    Trajectory by trajectory, so the temporaries stay a trajectory's size.
+    """
+    masks = []
+    for trajectory, frames in enumerate(values):  # frames (time, C, H, W)
+        finite = np.isfinite(frames)
+        if finite.all():
+            masks.append(np.ones(frames.shape[-2:], bool))
+            continue
+        if np.isinf(frames).any():
+            time, channel = np.argwhere(np.isinf(frames))[0][:2]
+            raise DataError(f"{source}: variable {channels[channel].variable!r} is infinite at trajectory "
+                            f"{trajectory}, time index {time}")
+        missing = ~finite
+        always_missing = missing.all(axis=0)  # (C, H, W)
+        varying = missing & ~always_missing
+        if varying.any():
+            time, channel = np.argwhere(varying)[0][:2]
+            raise DataError(f"{source}: variable {channels[channel].variable!r} has NaN at trajectory {trajectory}, "
+                            f"time index {time} that is not NaN at all times (only fixed land/obstacle masks may "
+                            "be NaN)")
+        masks.append(~always_missing.any(axis=0))  # a point missing in any channel at all times is masked in all
+    valid = np.stack(masks)
+    return None if valid.all() else valid

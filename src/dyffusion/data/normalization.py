@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from dyffusion.data.frames import LazyFrames, blocks
 
 
 @dataclass
@@ -24,23 +27,29 @@ class Normalizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, values: np.ndarray, valid: np.ndarray | None = None, per_point: bool = False) -> "Normalizer":
-        """values (trajectories, time, C, H, W); valid (trajectories, H, W) or None."""
-        channels, height, width = values.shape[2:]
-        weights = np.ones((values.shape[0], height, width)) if valid is None else valid.astype(np.float64)
-        axes = (0,) if per_point else (0, 1, 2)  # over trajectories (and grid points) after the time sums
-        count = weights.sum(axes) * values.shape[1]
-        mean = np.zeros((channels, height, width) if per_point else (channels, 1, 1))
-        std = np.ones_like(mean)
-        for c in range(channels):
-            # Channel by channel keeps the float64 temporaries small on large data sets.
-            data = values[:, :, c].astype(np.float64)
-            first = (data.sum(1) * weights).sum(axes) / np.maximum(count, 1)
-            second = ((data**2).sum(1) * weights).sum(axes) / np.maximum(count, 1)
-            spread = np.sqrt(np.maximum(second - first**2, 0))
-            mean[c] = np.reshape(first, mean[c].shape)
-            # Constant channels or points (fixed particles, land) pass through unscaled.
-            std[c] = np.reshape(np.where(spread > 1e-6 * np.maximum(np.abs(first), 1), spread, 1.0), std[c].shape)
+    def fit(cls, values: "np.ndarray | LazyFrames", valid: np.ndarray | None = None, per_point: bool = False,
+            progress: bool = False, block_bytes: int = 16 * 2**20) -> "Normalizer":
+        """values (trajectories, time, C, H, W) in memory or on disk; valid (trajectories, H, W) or None.
+
+        One pass over blocks of frames of at most ``block_bytes`` (float64 sums), so data on disk is never read
+        whole.
+        """
+        trajectories, frames, channels, height, width = values.shape
+        weights = np.ones((trajectories, height, width)) if valid is None else valid.astype(np.float64)
+        sums, squares = np.zeros((2, channels, height, width))
+        with tqdm(total=trajectories * frames, desc="normalisation", unit="frame", disable=not progress) as bar:
+            for trajectory, block in blocks(values, block_bytes):
+                data = block.astype(np.float64)
+                sums += data.sum(0) * weights[trajectory]
+                squares += (data**2).sum(0) * weights[trajectory]
+                bar.update(len(block))
+        count = weights.sum(0) * frames  # (H, W)
+        if not per_point:
+            sums, squares, count = (x.sum((-2, -1), keepdims=True) for x in (sums, squares, count))
+        mean = sums / np.maximum(count, 1)
+        spread = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0))
+        # Constant channels or points (fixed particles, land) pass through unscaled.
+        std = np.where(spread > 1e-6 * np.maximum(np.abs(mean), 1), spread, 1.0)
         return cls(mean, std)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

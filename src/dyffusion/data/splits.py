@@ -112,8 +112,9 @@ def split_indices(rule: SplitConfig, time: np.ndarray, num_trajectories: int) ->
     return {split: np.flatnonzero(mask) for split, mask in masks.items()}
 
 
-def select_split(ds: xr.Dataset, rule: SplitConfig, split: str, source: str) -> tuple[xr.Dataset, str]:
-    """The part of ``ds`` that is ``split``, and a description of it for messages and metrics."""
+def select_split(ds: xr.Dataset, rule: SplitConfig, split: str, source: str) -> tuple[dict[str, np.ndarray], str]:
+    """The indices of ``split`` in ``ds`` (``{"trajectory": ...}`` or ``{"time": ...}``), and a description of
+    them for messages and metrics."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: a single file splits into {', '.join(SPLITS)} (or use 'all')")
     if rule.by == "trajectory" and "trajectory" not in ds.dims:
@@ -123,8 +124,8 @@ def select_split(ds: xr.Dataset, rule: SplitConfig, split: str, source: str) -> 
     if indices is None or indices.size == 0:
         raise DataError(f"{source}: the {split} split is empty (rule: {describe(rule)})")
     if rule.by == "trajectory":
-        return ds.isel(trajectory=indices), f"trajectories {indices[0]}..{indices[-1]}"
-    return ds.isel(time=indices), f"time {time[indices[0]]} .. {time[indices[-1]]} ({indices.size} steps)"
+        return {"trajectory": indices}, f"trajectories {indices[0]}..{indices[-1]}"
+    return {"time": indices}, f"time {time[indices[0]]} .. {time[indices[-1]]} ({indices.size} steps)"
 
 
 def describe(rule: SplitConfig) -> str:
@@ -135,11 +136,13 @@ def describe(rule: SplitConfig) -> str:
     return f"{rule.by}: val {rule.val_fraction:g}, test {rule.test_fraction:g} (train first, then val, then test)"
 
 
-def open_split(path: str | Path, split: str | None, rule: SplitConfig | None = None) -> GriddedData:
+def open_split(path: str | Path, split: str | None, rule: SplitConfig | None = None,
+               stream: bool | None = None) -> GriddedData:
     """One split of a data set: from a directory of split files, or the ``rule``'s part of a single file.
 
     Without a rule a single file is read whole (new data to forecast); with a rule whose ``by`` is None a single
-    file is an error, because training on it would see the validation and test data.
+    file is an error, because training on it would see the validation and test data. ``stream``: keep the
+    frames on disk (True), in memory (False), or decide by their size (None).
     """
     path = Path(path)
     if not path.exists():
@@ -148,10 +151,11 @@ def open_split(path: str | Path, split: str | None, rule: SplitConfig | None = N
     if directory and rule is not None and rule.by is not None:
         raise DataError(f"{path} is a directory of split files: --split-by is for a single file")
     if directory or rule is None or split is None:
-        return open_gridded(path, split)
+        return open_gridded(path, split, stream)
     if rule.by is None:
         raise DataError(f"{path} is a single file: give --split-by time or trajectory (with --val-fraction and "
                         f"--test-fraction, or --val-range and --test-range), or a directory of train and val files")
     with open_dataset(path) as ds:
-        part, where = select_split(ds, rule, split, str(path))
-        return from_xarray(part, f"{path} [{split}: {where}]")
+        selection, where = select_split(ds, rule, split, str(path))
+        return from_xarray(ds.isel(selection), f"{path} [{split}: {where}]", path=path, selection=selection,
+                           stream=stream)

@@ -9,7 +9,8 @@ import torch
 from tqdm.auto import tqdm
 
 from dyffusion.data.contract import DataError, GriddedData
-from dyffusion.evaluation.forecast import sample_ensembles, stack_batches
+from dyffusion.distributed import Shard
+from dyffusion.evaluation.forecast import init_batches, sample_ensembles, stack_batches
 from dyffusion.metrics import LeadTimeScores
 from dyffusion.run import Run
 
@@ -82,11 +83,13 @@ def area_weights(data: GriddedData, lat_weighting: bool | None) -> np.ndarray | 
 def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = None, inits: int | None = None,
              seed: int = 0, progress: bool = True, pipeline_options: dict | None = None,
              keep_example: bool = True, lat_weighting: bool | None = None,
-             keep_forecasts: bool = False) -> Evaluation:
+             keep_forecasts: bool = False, shard: Shard = Shard()) -> Evaluation | None:
     """Ensemble scores per lead time (1..rollout) over the chosen initial conditions.
 
     lat_weighting: weight points by cos(latitude) (default: when the data has a latitude coordinate).
     keep_forecasts: keep every forecast in the result (all of them in memory at once).
+    shard: sample only this process's batches of initial conditions; rank 0 gathers the scores and forecasts
+    of all and returns the result (the same as one process's with the same seed), the other processes None.
     """
     if members < 1:
         raise ValueError(f"--members must be >= 1, got {members}")
@@ -98,23 +101,36 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
     pairs = initial_conditions(data, rollout, inits)
     weights = area_weights(data, lat_weighting)
     pipeline = run.pipeline(**(pipeline_options or {}))
-    scores = LeadTimeScores(list(range(1, rollout + 1)))
-    torch.manual_seed(seed)
-    sampling_seconds, evaluations, chunks = 0.0, [], []
-    bar = tqdm(total=len(pairs) * rollout, desc="forecasting", unit="lead", disable=not progress)
-    for batch, lead_times, ensemble, seconds in sample_ensembles(pipeline, run.spec, data, pairs, members, rollout):
-        sampling_seconds += seconds
-        evaluations.append(pipeline.network_evaluations)
+    leads = list(range(1, rollout + 1))
+    # Scores per batch, added up in batch order: the same sums, to the last bit, whichever process sampled a batch.
+    scores: dict[int, LeadTimeScores] = {}
+    costs, chunks = [], []  # per rollout chunk: (batch index, network evaluations, seconds); kept forecasts
+    mine = sum(len(batch) for _, batch in shard.share(init_batches(pairs, pipeline.max_batch, members)))
+    bar = tqdm(total=mine * rollout, desc="forecasting", unit="lead", disable=not progress or shard.rank > 0)
+    for index, batch, lead_times, ensemble, seconds in sample_ensembles(pipeline, run.spec, data, pairs, members,
+                                                                        rollout, seed=seed, shard=shard):
+        costs.append((index, pipeline.network_evaluations, seconds))
         trajectories = [t for t, _ in batch]
         truth = torch.from_numpy(np.stack([data.values[t, s + np.array(lead_times)] for t, s in batch]))
         valid = torch.from_numpy(data.valid[trajectories])[:, None, None] if data.valid is not None else None
         weight = torch.from_numpy(weights[trajectories])[:, None, None] if weights is not None else None
-        scores.update(ensemble, truth, lead_index=lead_times[0] - 1, mask=valid, weights=weight)
-        if keep_forecasts or (keep_example and batch[0] == pairs[0]):
-            chunks.append((batch, lead_times, ensemble.numpy(), truth.numpy()))
+        batch_scores = scores.setdefault(index, LeadTimeScores(leads))
+        batch_scores.update(ensemble, truth, lead_index=lead_times[0] - 1, mask=valid, weights=weight)
+        if keep_forecasts or (keep_example and index == 0):
+            chunks.append((index, lead_times, ensemble.numpy(), truth.numpy()))
         bar.update(len(batch) * len(lead_times))
     bar.close()
-    metrics = scores.compute()
+    gathered = shard.gather((scores, costs, chunks))
+    if gathered is None:
+        return None
+    total = LeadTimeScores(leads)
+    every_batch = {index: part for process_scores, _, _ in gathered for index, part in process_scores.items()}
+    for index in sorted(every_batch):
+        total.merge(every_batch[index])
+    costs = sorted((cost for _, process_costs, _ in gathered for cost in process_costs), key=lambda cost: cost[0])
+    evaluations, sampling_seconds = [cost[1] for cost in costs], sum(cost[2] for cost in costs)
+    chunks = [chunk for _, _, process_chunks in gathered for chunk in process_chunks]
+    metrics = total.compute()
     metrics.update({
         "lead_time_unit": f"one step = {run.spec.time_step:g} in the units of the time coordinate (after the stride)",
         "members": members,
@@ -130,18 +146,17 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
         "units": "physical units of the data (denormalised), averaged over channels and valid points",
         "area_weighting": "cos(latitude)" if weights is not None else "none",
     })
-    result = Evaluation(metrics, _example(data, pairs[0], chunks) if keep_example else None, pairs,
-                        list(range(1, rollout + 1)))
+    result = Evaluation(metrics, _example(data, pairs[0], chunks) if keep_example else None, pairs, leads)
     if keep_forecasts:
-        result.ensemble = stack_batches([(batch, ensemble) for batch, _, ensemble, _ in chunks], batch_axis=1)
-        result.truth = stack_batches([(batch, truth) for batch, _, _, truth in chunks], batch_axis=0)
+        result.ensemble = stack_batches([(index, ensemble) for index, _, ensemble, _ in chunks], batch_axis=1)
+        result.truth = stack_batches([(index, truth) for index, _, _, truth in chunks], batch_axis=0)
     return result
 
 
 def _example(data: GriddedData, first: tuple[int, int], chunks: list) -> Example:
+    """``first``: the first initial condition, that of batch 0."""
     trajectory, start = first
-    mine = [(lead_times, ensemble[:, 0], truth[0]) for batch, lead_times, ensemble, truth in chunks
-            if batch[0] == first]
+    mine = [(lead_times, ensemble[:, 0], truth[0]) for index, lead_times, ensemble, truth in chunks if index == 0]
     return Example(trajectory, start, data.values[trajectory, start], np.concatenate([m[2] for m in mine]),
                    np.concatenate([m[1] for m in mine], axis=1), [t for m in mine for t in m[0]],
                    data.valid[trajectory] if data.valid is not None else None, data.static[trajectory])

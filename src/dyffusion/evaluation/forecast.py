@@ -21,6 +21,7 @@ import xarray as xr
 
 from dyffusion.config import MEMBER_DIMS
 from dyffusion.data.contract import DataError, GriddedData
+from dyffusion.distributed import Shard
 from dyffusion.io import atomic_path, check_writable_directory
 from dyffusion.run import DataSpec, Run
 from dyffusion.sampling.ensemble import EnsemblePipeline
@@ -28,21 +29,30 @@ from dyffusion.sampling.ensemble import EnsemblePipeline
 InitialCondition = tuple[int, int]  # (trajectory, start frame)
 
 
-def sample_ensembles(pipeline: EnsemblePipeline, spec: DataSpec, data: GriddedData, inits: list[InitialCondition],
-                     members: int, rollout: int | None = None, times: Sequence[float] | None = None,
-                     ) -> Iterator[tuple[list[InitialCondition], list[float], torch.Tensor, float]]:
-    """Forecasts of ``rollout`` lead steps (or at the real ``times`` in (0, h]) from ``inits`` of ``data``
-    (already at the run's time stride), as many initial conditions per network call as ``max_batch`` allows.
+def init_batches(inits: list[InitialCondition], max_batch: int, members: int) -> list[list[InitialCondition]]:
+    """``inits`` in the batches sampled together: as many initial conditions per network call as ``max_batch``
+    samples allow."""
+    per_batch = max(1, max_batch // members)
+    return [inits[first : first + per_batch] for first in range(0, len(inits), per_batch)]
 
-    Yields per batch and rollout chunk: (the batch's initial conditions, the chunk's lead times,
-    ensemble (M, B, L, C, H, W) in physical units, seconds spent sampling the chunk).
+
+def sample_ensembles(pipeline: EnsemblePipeline, spec: DataSpec, data: GriddedData, inits: list[InitialCondition],
+                     members: int, rollout: int | None = None, times: Sequence[float] | None = None, seed: int = 0,
+                     shard: Shard = Shard(),
+                     ) -> Iterator[tuple[int, list[InitialCondition], list[float], torch.Tensor, float]]:
+    """Forecasts of ``rollout`` lead steps (or at the real ``times`` in (0, h]) from ``inits`` of ``data``
+    (already at the run's time stride), by :func:`init_batches`; with ``shard``, only this process's batches.
+
+    Each batch draws from torch's generator seeded by (``seed``, batch index), so its forecast is the same
+    whichever process samples it. Yields per batch and rollout chunk: (the batch's index, its initial
+    conditions, the chunk's lead times, ensemble (M, B, L, C, H, W) in physical units, seconds spent sampling
+    the chunk).
     """
     static = torch.from_numpy(np.ascontiguousarray(spec.network_static(data)))
-    per_batch = max(1, pipeline.max_batch // members)
-    for first in range(0, len(inits), per_batch):
-        batch = inits[first : first + per_batch]
+    for index, batch in shard.share(init_batches(inits, pipeline.max_batch, members)):
+        torch.manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
         trajectories = [t for t, _ in batch]
-        initial = spec.normalizer.normalize(torch.from_numpy(data.values[trajectories, [s for _, s in batch]]))
+        initial = spec.normalizer.normalize(torch.from_numpy(np.stack([data.values[t, s] for t, s in batch])))
         clock = time.perf_counter()
         if times is not None:
             chunks = iter([pipeline.forecast(initial, static[trajectories], members, output_times=list(times))])
@@ -50,21 +60,18 @@ def sample_ensembles(pipeline: EnsemblePipeline, spec: DataSpec, data: GriddedDa
             chunks = pipeline.rollout(initial, static[trajectories], members, rollout)
         for lead_times, frames in chunks:
             seconds = time.perf_counter() - clock
-            yield batch, list(lead_times), spec.normalizer.denormalize(frames), seconds
+            yield index, batch, list(lead_times), spec.normalizer.denormalize(frames), seconds
             clock = time.perf_counter()
 
 
-def stack_batches(chunks: list[tuple[list, np.ndarray]], batch_axis: int) -> np.ndarray:
-    """Rollout chunks in sampling order, (batch of initial conditions, array with the batch on ``batch_axis`` and
-    lead times on the next axis) -> one array of every initial condition and lead time."""
-    batches: list[list[np.ndarray]] = []
-    current = None
-    for batch, array in chunks:
-        if batch is not current:
-            current = batch
-            batches.append([])
-        batches[-1].append(array)
-    return np.concatenate([np.concatenate(parts, axis=batch_axis + 1) for parts in batches], axis=batch_axis)
+def stack_batches(chunks: list[tuple[int, np.ndarray]], batch_axis: int) -> np.ndarray:
+    """Rollout chunks, (batch index, array with the batch on ``batch_axis`` and lead times on the next axis), each
+    batch's in sampling order -> one array of every initial condition (in batch order) and lead time."""
+    batches: dict[int, list[np.ndarray]] = {}
+    for index, array in chunks:
+        batches.setdefault(index, []).append(array)
+    return np.concatenate([np.concatenate(batches[index], axis=batch_axis + 1) for index in sorted(batches)],
+                          axis=batch_axis)
 
 
 def _check_inits(data: GriddedData, inits: list[InitialCondition]) -> None:
@@ -79,9 +86,13 @@ def _check_inits(data: GriddedData, inits: list[InitialCondition]) -> None:
 
 def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition], members: int | None = None,
                      steps: int | None = None, times: Sequence[float] | None = None, seed: int = 0,
-                     member_dim: str = "member", pipeline_options: dict | None = None) -> xr.Dataset:
+                     member_dim: str = "member", pipeline_options: dict | None = None,
+                     shard: Shard = Shard()) -> xr.Dataset | None:
     """Ensembles from each (trajectory, start frame) in ``inits``: ``steps`` lead times by rollout (default h), or
-    the real-valued ``times`` in (0, h] (in data time steps after the stride). Truth is added where the data has it."""
+    the real-valued ``times`` in (0, h] (in data time steps after the stride). Truth is added where the data has it.
+
+    ``shard``: sample only this process's batches; rank 0 gathers all and returns the Dataset, the others None.
+    """
     run.spec.check(data)
     data = data.subsample_time(run.spec.time_stride)
     members = run.config.sampling.members if members is None else members
@@ -91,11 +102,14 @@ def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition],
         raise ValueError(f"steps must be >= 1, got {steps}")
     _check_inits(data, inits)
     pipeline = run.pipeline(**(pipeline_options or {}))
-    torch.manual_seed(seed)
-    chunks = list(sample_ensembles(pipeline, run.spec, data, inits, members, run.horizon if steps is None else steps,
-                                   times))
-    lead_times = [t for batch, chunk_times, _, _ in chunks if batch is chunks[0][0] for t in chunk_times]
-    ensemble = stack_batches([(batch, ensemble.numpy()) for batch, _, ensemble, _ in chunks], batch_axis=1)
+    samples = sample_ensembles(pipeline, run.spec, data, inits, members, run.horizon if steps is None else steps,
+                               times, seed, shard)
+    gathered = shard.gather([(index, lead_times, ensemble.numpy()) for index, _, lead_times, ensemble, _ in samples])
+    if gathered is None:
+        return None
+    chunks = [chunk for part in gathered for chunk in part]
+    lead_times = [t for index, chunk_times, _ in chunks if index == 0 for t in chunk_times]
+    ensemble = stack_batches([(index, ensemble) for index, _, ensemble in chunks], batch_axis=1)
     dataset = forecast_to_xarray(ensemble, lead_times, run.spec, data, inits, member_dim, truth_of(data, inits, lead_times))
     return with_provenance(dataset, run, members, data.source)
 

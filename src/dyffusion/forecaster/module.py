@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import torch
 
 from dyffusion.config import ForecasterConfig, SamplingConfig
+from dyffusion.distributed import log_validation_scores
 from dyffusion.forecaster.loss import forecaster_loss
 from dyffusion.forecaster.model import Forecaster
 from dyffusion.interpolator.model import Interpolator
@@ -40,9 +41,9 @@ class ForecasterModule(pl.LightningModule):
         loss, parts = forecaster_loss(self.forecaster, self.frozen_interpolator, batch, self.schedule.times,
                                       tuple(self.config.loss_weights))
         size = batch["initial"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log("train/l1", parts["l1"], batch_size=size)
-        self.log("train/lookahead", parts["lookahead"], batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("train/l1", parts["l1"], batch_size=size, sync_dist=True)
+        self.log("train/lookahead", parts["lookahead"], batch_size=size, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
@@ -51,9 +52,7 @@ class ForecasterModule(pl.LightningModule):
                                      sampler=self.sampling.sampler, steps=self.sampling.steps,
                                      refine=self.sampling.refine, max_batch=self.sampling.max_batch)
         crps, mse = ensemble_crps(pipeline, batch, self.config.val_members)
-        size = batch["initial"].shape[0]
-        self.log("val/crps", crps, prog_bar=True, batch_size=size)
-        self.log("val/mse", mse, batch_size=size)
+        log_validation_scores(self, crps, mse, batch["initial"].shape[0])
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.forecaster.parameters(), lr=self.config.learning_rate,

@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import torch
 
 from dyffusion.config import InterpolatorConfig
+from dyffusion.distributed import log_validation_scores
 from dyffusion.interpolator.loss import interpolator_loss, masked_mean
 from dyffusion.interpolator.model import Interpolator
 from dyffusion.metrics import crps_ensemble
@@ -30,7 +31,7 @@ class InterpolatorModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         loss = interpolator_loss(self.interpolator, batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["initial"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["initial"].shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
@@ -47,8 +48,7 @@ class InterpolatorModule(pl.LightningModule):
             crps.append(masked_mean(crps_ensemble(ensemble, truth), batch["valid"]))
             mse.append(masked_mean((ensemble.mean(0) - truth) ** 2, batch["valid"]))
         set_mc_dropout(self.interpolator, False)
-        self.log("val/crps", torch.stack(crps).mean(), prog_bar=True, batch_size=size)
-        self.log("val/mse", torch.stack(mse).mean(), batch_size=size)
+        log_validation_scores(self, torch.stack(crps).mean(), torch.stack(mse).mean(), size)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
