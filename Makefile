@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test install clean benchmark
+.PHONY: demo test install clean benchmark chromium
 
 $(BIN)/dyffusion: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ install: $(BIN)/dyffusion
 demo: install
 	$(BIN)/dyffusion demo --out demo
 
-test: install
+# The browser test of report.html needs Chromium: Debian's is installed when none is found and apt-get can run
+# (root). Any failure here only means that test is skipped.
+chromium:
+	@command -v chromium || command -v chromium-browser || command -v google-chrome || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "installing chromium for the report.html test" && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	echo "no chromium: the browser test of report.html will be skipped"
+
+test: install chromium
 	$(BIN)/python -m pytest -q
 
 clean:

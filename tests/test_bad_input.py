@@ -232,6 +232,9 @@ CASES = {
                                  "config.data.horizon: expected int, got 'four'"),
     "--set text for a float": (["fit", "{data}", "--out", "{tmp}/r", "--set", "interpolator.learning_rate=fast"],
                                "config.interpolator.learning_rate: expected float, got 'fast'"),
+    "unknown logger": (["fit", "{data}", "--out", "{tmp}/r", "--logger", "neptune"], "unknown logger 'neptune'"),
+    "logger not installed": (["fit", "{data}", "--out", "{tmp}/r", "--logger", "wandb"],
+                             "logger wandb needs the wandb package: pip install 'dyffusion[wandb]'"),
 }
 
 

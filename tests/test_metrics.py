@@ -1,4 +1,5 @@
-"""Ensemble metrics: CRPS against scoringrules and closed forms, SSR calibration, masks, weights, streaming."""
+"""Ensemble metrics: CRPS against scoringrules and closed forms, SSR calibration, rank histograms, masks, weights,
+streaming."""
 
 import math
 
@@ -6,9 +7,15 @@ import numpy as np
 import pytest
 import scoringrules as sr
 import torch
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
-from dyffusion.metrics import LeadTimeScores, crps_ensemble, ensemble_mean_squared_error, ensemble_variance
+from dyffusion.metrics import (
+    LeadTimeScores,
+    crps_ensemble,
+    ensemble_mean_squared_error,
+    ensemble_variance,
+    rank_histogram,
+)
 
 
 @pytest.mark.parametrize("m", [2, 5, 16])
@@ -140,6 +147,7 @@ def test_streaming_and_merge_equal_single_update():
             np.testing.assert_allclose(out[k], ref[k], rtol=1e-12)
             assert out["mean"][k] == pytest.approx(ref["mean"][k], rel=1e-12)
         assert out["count"] == ref["count"] == [5] * 4
+        np.testing.assert_allclose(out["rank_histogram"], ref["rank_histogram"], rtol=1e-12)
 
 
 def test_never_updated_leads_are_nan_and_excluded_from_means():
@@ -174,3 +182,50 @@ def test_bad_inputs_raise():
     s.update(ens, y)
     with pytest.raises(ValueError):
         s.update(ens[:2], y)  # the ensemble size must not change
+
+
+def _flatness(counts: list[float]) -> tuple[float, float]:
+    """Pearson's chi-square statistic of rank counts against a flat histogram, and its 99.9% quantile: a
+    calibrated ensemble exceeds it with probability 0.001."""
+    counts = np.asarray(counts)
+    expected = counts.sum() / counts.size
+    return float(((counts - expected) ** 2 / expected).sum()), float(chi2.ppf(0.999, counts.size - 1))
+
+
+def test_rank_histogram_of_a_calibrated_ensemble_is_flat():
+    """Members and truth drawn from one distribution: every rank is equally likely. Counted over the valid points
+    of every lead time; masked points (NaN or huge there) count nowhere."""
+    m, b, l, c, h, w = 9, 4, 3, 2, 32, 32
+    g = torch.Generator().manual_seed(5)
+    ens, y = torch.randn(m, b, l, c, h, w, generator=g), torch.randn(b, l, c, h, w, generator=g)
+    mask = torch.ones(h, w, dtype=torch.bool)
+    mask[:8] = False
+    y[..., :8, :] = torch.nan
+    ens[..., :8, :] = 1e30
+    s = LeadTimeScores([1.0, 2.0, 3.0])
+    s.update(ens, y, mask=mask)
+    counts = s.compute()["rank_histogram"]
+    assert len(counts) == m + 1
+    assert sum(counts) == pytest.approx(b * c * int(mask.sum()) * l)  # valid points x lead times
+    statistic, limit = _flatness(counts)
+    assert statistic < limit, (statistic, limit, counts)
+    # The same test rejects a too narrow ensemble (U-shaped) and a too wide one (dome-shaped).
+    for scale, edges_above in ((0.5, True), (2.0, False)):
+        s = LeadTimeScores([1.0, 2.0, 3.0])
+        s.update(scale * ens.clamp(max=10), y, mask=mask)
+        counts = s.compute()["rank_histogram"]
+        assert _flatness(counts)[0] > 10 * limit
+        assert (counts[0] + counts[-1] > 2 * np.mean(counts)) == edges_above
+
+
+def test_rank_histogram_splits_ties_evenly():
+    """A truth tied with e members counts 1/(e+1) at each of the e+1 ranks it could take."""
+    members_per_point = torch.tensor([[-1.0, 0.0, 0.0],  # truth 0: one member below, tied with two
+                                      [1.0, 2.0, 3.0],  # truth 0: below all, no tie
+                                      [2.0, 3.0, 4.0]])  # truth 5: above all
+    ens, truth = members_per_point.T, torch.tensor([0.0, 0.0, 5.0])  # (M = 3, 3 points), (3 points)
+    first, second, third = np.array([0, 1, 1, 1]) / 3, np.array([1, 0, 0, 0]), np.array([0, 0, 0, 1])
+    np.testing.assert_allclose(rank_histogram(ens, truth).numpy(), first + second + third)
+    np.testing.assert_allclose(rank_histogram(ens, truth, torch.tensor([False, True, True])).numpy(), second + third)
+    fixed = torch.zeros(4, 10)  # e.g. fixed particles: every member equals the truth
+    np.testing.assert_allclose(rank_histogram(fixed, fixed[0]).numpy(), np.full(5, 10 / 5))

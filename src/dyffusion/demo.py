@@ -13,8 +13,7 @@ from dyffusion.config import load_config, nested
 from dyffusion.data.contract import open_gridded
 from dyffusion.data.spring_mesh import write_spring_mesh_splits
 from dyffusion.evaluation import evaluate, full_rollout
-from dyffusion.evaluation.report import markdown_report, write_evaluation
-from dyffusion.io import write_text
+from dyffusion.evaluation.report import evaluation_report, write_evaluation
 from dyffusion.training import fit
 
 DEMO_DATA = {"train": 24, "val": 2, "test": 4, "ood_test": 0}
@@ -22,7 +21,8 @@ DEMO_MEMBERS = 20
 
 
 def run_demo(out: str | Path = "demo", max_minutes: float | None = None, quiet: bool = False) -> Path:
-    """Writes OUT/data, OUT/run and OUT/report.md; returns the report's path."""
+    """Writes OUT/data, OUT/run, OUT/metrics.json, figures, OUT/report.md and OUT/report.html; returns the
+    Markdown report's path."""
     out = Path(out)
     started = time.monotonic()
     say = (lambda *a: None) if quiet else print
@@ -48,6 +48,4 @@ def run_demo(out: str | Path = "demo", max_minutes: float | None = None, quiet: 
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "dyffusion demo",
     }
-    report = out / "report.md"
-    write_text(report, markdown_report("DYffusion demo: spring mesh", run, metrics, figures, out, extra))
-    return report
+    return evaluation_report("DYffusion demo: spring mesh", run, metrics, figures, extra).write(out)["markdown"]

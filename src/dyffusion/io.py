@@ -22,8 +22,9 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; renamed onto it only if the block succeeds.
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renamed onto it only if the block succeeds. ``suffix`` ends the
+    temporary name (writers that choose the format by the file's suffix need ``path``'s own).
 
     An OSError of the writing (no space left, permission denied) names ``path``, not the temporary file.
     """
@@ -33,7 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = None
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
         os.close(handle)
         yield Path(temporary)
         if os.path.isfile(temporary):

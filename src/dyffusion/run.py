@@ -6,7 +6,7 @@
     RUN/forecaster.safetensors   DYffusion: stage 2; Perturbation/Dropout: G(x_t, j)
     RUN/denoiser.safetensors     DDPM/MCVD: the frame-stack denoiser
     RUN/training.json            what each stage spent and its best validation scores
-    RUN/checkpoints/, RUN/logs/  Lightning checkpoints (for resuming) and CSV logs
+    RUN/checkpoints/, RUN/logs/  Lightning checkpoints (for resuming) and training logs (CSV, or fit --logger's)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dyffusion.baselines.multistep import MultiStepForecaster, MultiStepPipeline
 from dyffusion.baselines.video_diffusion import FrameStackDenoiser, VideoDiffusionPipeline, noise_schedule
 from dyffusion.config import ExperimentConfig, read_config
 from dyffusion.data.boundary import BoundaryCondition, build_boundary_condition
-from dyffusion.data.contract import Channel, GriddedData
+from dyffusion.data.contract import Channel, GriddedData, figure_view
 from dyffusion.data.normalization import Normalizer
 from dyffusion.forecaster.model import Forecaster
 from dyffusion.interpolator.model import Interpolator
@@ -52,6 +52,8 @@ class DataSpec:
     boundary_mask: str | None = None
     masked: bool = False  # the data has invariant-NaN points; their mask is an extra static channel
     boundary_parameters: dict = field(default_factory=dict)  # from the data attrs dyffusion_inflow_* (no prefix)
+    view: str | None = None  # the system-aware figure (data attribute dyffusion_view) and its two channels
+    view_channels: list[str] = field(default_factory=list)
 
     @classmethod
     def from_data(cls, data: GriddedData, normalizer: Normalizer, time_stride: int) -> "DataSpec":
@@ -62,7 +64,8 @@ class DataSpec:
                    float(step), normalizer, data.attrs.get("dyffusion_boundary_condition"),
                    data.attrs.get("dyffusion_boundary_mask"), data.valid is not None,
                    {key.removeprefix("dyffusion_"): _plain(value) for key, value in data.attrs.items()
-                    if key.startswith("dyffusion_inflow_")})
+                    if key.startswith("dyffusion_inflow_")},
+                   *figure_view(data.attrs, data.channel_names, data.source))
 
     @property
     def num_channels(self) -> int:
@@ -102,7 +105,7 @@ class DataSpec:
             "spatial_dims": list(self.spatial_dims), "grid_shape": list(self.grid_shape),
             "time_stride": self.time_stride, "time_step": self.time_step, "normalizer": self.normalizer.to_dict(),
             "boundary_condition": self.boundary_condition, "boundary_mask": self.boundary_mask, "masked": self.masked,
-            "boundary_parameters": self.boundary_parameters,
+            "boundary_parameters": self.boundary_parameters, "view": self.view, "view_channels": self.view_channels,
         }
 
     @classmethod
@@ -111,7 +114,8 @@ class DataSpec:
                    tuple(values["spatial_dims"]), tuple(values["grid_shape"]), int(values["time_stride"]),
                    float(values["time_step"]), Normalizer.from_dict(values["normalizer"]),
                    values.get("boundary_condition"), values.get("boundary_mask"), bool(values.get("masked", False)),
-                   dict(values.get("boundary_parameters") or {}))
+                   dict(values.get("boundary_parameters") or {}), values.get("view"),
+                   list(values.get("view_channels") or []))
 
 
 def _plain(value):
@@ -131,6 +135,26 @@ def build_models(config: ExperimentConfig, spec: DataSpec) -> dict[str, nn.Modul
     if config.method in ("dropout", "perturbation"):
         return {"forecaster": MultiStepForecaster(config.baseline.network, channels, static)}
     return {"denoiser": FrameStackDenoiser(config.baseline.network, channels, static, config.data.horizon)}
+
+
+def read_run_description(path: Path) -> tuple[ExperimentConfig, DataSpec]:
+    """The config and data description of the run directory ``path`` (RunError if it has none or they are not a
+    run's); its weights need not be there yet."""
+    if not path.is_dir():
+        raise RunError(f"run directory {path} does not exist")
+    for name in ("config.yaml", "data.json"):
+        if not (path / name).exists():
+            raise RunError(f"run directory {path} is incomplete: {name} is missing (did training finish?)")
+    try:
+        config = read_config(path / "config.yaml")
+    except ValueError as error:  # names the file
+        raise RunError(str(error)) from None
+    try:
+        spec = DataSpec.from_dict(json.loads((path / "data.json").read_text()))
+    except (KeyError, TypeError, ValueError) as error:
+        raise RunError(f"{path / 'data.json'}: not the data description a run writes ({type(error).__name__}: "
+                       f"{error})") from None
+    return config, spec
 
 
 class Run:
@@ -163,20 +187,7 @@ class Run:
     def load(cls, path: str | Path, need_forecaster: bool = True) -> "Run":
         """``need_forecaster=False`` accepts a DYffusion run whose stage 2 is not trained yet."""
         path = Path(path)
-        if not path.is_dir():
-            raise RunError(f"run directory {path} does not exist")
-        for name in ("config.yaml", "data.json"):
-            if not (path / name).exists():
-                raise RunError(f"run directory {path} is incomplete: {name} is missing (did training finish?)")
-        try:
-            config = read_config(path / "config.yaml")
-        except ValueError as error:  # names the file
-            raise RunError(str(error)) from None
-        try:
-            spec = DataSpec.from_dict(json.loads((path / "data.json").read_text()))
-        except (KeyError, TypeError, ValueError) as error:
-            raise RunError(f"{path / 'data.json'}: not the data description a run writes ({type(error).__name__}: "
-                           f"{error})") from None
+        config, spec = read_run_description(path)
         models = build_models(config, spec)
         for name, module in models.items():
             file = path / f"{name}.safetensors"

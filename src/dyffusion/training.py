@@ -11,7 +11,9 @@ of each epoch, so the redone epoch replays exactly what the interrupted one woul
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import pickle
 import random
 import shutil
@@ -20,19 +22,20 @@ import warnings
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
 
 from dyffusion.baselines.multistep import MultiStepModule, choose_perturbation_scale
 from dyffusion.baselines.video_diffusion import VideoDiffusionModule
-from dyffusion.config import ExperimentConfig, TrainerConfig, config_to_dict, read_config, save_config
+from dyffusion.config import ConfigError, ExperimentConfig, TrainerConfig, config_to_dict, read_config, save_config
 from dyffusion.data.contract import GriddedData
 from dyffusion.data.frames import LazyFrames
 from dyffusion.data.normalization import Normalizer
@@ -47,6 +50,10 @@ from dyffusion.run import DataSpec, Run, RunError, build_models
 STAGES = ("interpolator", "forecaster")
 # What a resumed run may change: the budget, and the Perturbation scale, an output of training kept in config.yaml.
 RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.max_minutes", "baseline.perturbation_scale")
+# Loggers of the training curves and the packages each needs (any one of them; the first is the pip extra's).
+# The choice is not part of config.yaml: a resumed run may log elsewhere.
+LOGGER_PACKAGES = {"csv": (), "tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb",),
+                   "mlflow": ("mlflow",)}
 
 
 def _windows(data: GriddedData, spec: DataSpec, horizon: int, stride: int, **flags) -> WindowDataset:
@@ -161,8 +168,51 @@ def _loader(windows: WindowDataset, batch_size: int, config: TrainerConfig, shuf
                       num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
 
 
+def check_loggers(names: Sequence[str]) -> None:
+    """Raise ConfigError, before any training, for an unknown logger or one whose package is not installed."""
+    for name in names:
+        if name not in LOGGER_PACKAGES:
+            raise ConfigError(f"unknown logger {name!r}; choose from {', '.join(LOGGER_PACKAGES)}")
+        packages = LOGGER_PACKAGES[name]
+        if packages and not any(importlib.util.find_spec(package) for package in packages):
+            raise ConfigError(f"logger {name} needs the {packages[0]} package: pip install 'dyffusion[{name}]'")
+
+
+def _stage_loggers(names: Sequence[str], run: Path, stage: str) -> list[Logger]:
+    """The loggers of one training attempt of ``stage``. CSV and TensorBoard files go to RUN/logs/STAGE/version_N
+    (N: the attempt); Weights & Biases runs offline into RUN/logs/wandb unless WANDB_MODE says otherwise; MLflow
+    writes a file store in RUN/logs/mlruns unless MLFLOW_TRACKING_URI names a server."""
+    logs = run / "logs"
+    # version_0, then a new version per resumed attempt (Lightning would empty an existing version's log), shared by
+    # the file loggers of the attempt.
+    version = CSVLogger(logs, name=stage).version
+    title = f"{run.resolve().name}/{stage}"
+    makers = {
+        "csv": lambda: CSVLogger(logs, name=stage, version=version),
+        "tensorboard": lambda: TensorBoardLogger(logs, name=stage, version=version, default_hp_metric=False),
+        "wandb": lambda: WandbLogger(name=title, save_dir=logs, project="dyffusion",
+                                     offline="WANDB_MODE" not in os.environ),
+        "mlflow": lambda: MLFlowLogger(experiment_name="dyffusion", run_name=title, save_dir=str(logs / "mlruns")),
+    }
+    return [makers[name]() for name in dict.fromkeys(names)]
+
+
+class _StageProgressBar(TQDMProgressBar):
+    """Lightning's bar (the epoch's batches, their rate and the time left) named after the stage, with the epoch
+    out of the budget's when the budget counts epochs."""
+
+    def __init__(self, stage: str):
+        super().__init__()
+        self.stage = stage
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        budget = f"/{trainer.max_epochs}" if trainer.max_epochs > 0 else ""
+        self.train_progress_bar.set_description(f"{self.stage} epoch {trainer.current_epoch + 1}{budget}")
+
+
 def _trainer(config: TrainerConfig, run: Path, stage: str, max_minutes: float | None, quiet: bool,
-             seed: int) -> pl.Trainer:
+             seed: int, loggers: Sequence[str]) -> pl.Trainer:
     # Two checkpoints: the best validated epoch, and the latest epoch to resume from. Lightning's save_last would
     # only refresh last.ckpt when the best one changes, so a resumed stage would redo every epoch since then.
     best = ModelCheckpoint(dirpath=run / "checkpoints" / stage, filename="best", monitor="val/crps", mode="min",
@@ -175,10 +225,10 @@ def _trainer(config: TrainerConfig, run: Path, stage: str, max_minutes: float | 
         limit_train_batches=config.batches_per_epoch, limit_val_batches=config.val_batches,
         gradient_clip_val=config.gradient_clip, precision=config.precision, accelerator=config.accelerator,
         devices=config.devices, num_nodes=config.num_nodes, strategy=config.strategy,
-        callbacks=[best, last, _EpochSeeding(seed)], plugins=[_AtomicCheckpointIO()],
+        callbacks=[best, last, _EpochSeeding(seed), *([] if quiet else [_StageProgressBar(stage)])],
+        plugins=[_AtomicCheckpointIO()],
         use_distributed_sampler=False,  # the loaders' own samplers split the windows over the processes
-        # version_0, then a new version per resumed attempt: Lightning would empty an existing version's log.
-        logger=CSVLogger(run / "logs", name=stage),
+        logger=_stage_loggers(loggers, run, stage),
         deterministic=True, num_sanity_val_steps=0, enable_progress_bar=not quiet,
         enable_model_summary=not quiet, log_every_n_steps=10, default_root_dir=run,
     )
@@ -205,7 +255,8 @@ def _finished(run: Path, summary: dict, stage: str) -> bool:
 
 def _train_stage(module: pl.LightningModule, network: torch.nn.Module, stage: str, run: Path,
                  config: TrainerConfig, max_minutes: float | None, batch_size: int, train: WindowDataset,
-                 val: WindowDataset, quiet: bool, seed: int, summary: dict, resume: bool) -> None:
+                 val: WindowDataset, quiet: bool, seed: int, summary: dict, resume: bool,
+                 loggers: Sequence[str]) -> None:
     """Fit one stage (with ``resume``, from its ``last.ckpt`` if there is one), keep its best validated weights,
     save them as ``RUN/<stage>.safetensors``, then record the stage as finished in ``RUN/training.json``."""
     last = run / "checkpoints" / stage / "last.ckpt"
@@ -214,7 +265,7 @@ def _train_stage(module: pl.LightningModule, network: torch.nn.Module, stage: st
         # Lightning refuses a checkpoint beyond max_epochs; a budget smaller than the epochs done means done.
         done = read_checkpoint(restart).get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
         config = replace(config, max_epochs=max(config.max_epochs, done.get("current", {}).get("completed", 0)))
-    trainer = _trainer(config, run, stage, max_minutes, quiet, seed)
+    trainer = _trainer(config, run, stage, max_minutes, quiet, seed, loggers)
     processes = trainer.num_nodes * trainer.num_devices
     if len(val) < processes:  # a process without validation windows would leave the others waiting for its scores
         raise RunError(f"{len(val)} validation windows cannot be shared by {processes} processes: each needs one; "
@@ -294,7 +345,8 @@ def _save_config(config: ExperimentConfig, path: Path) -> None:
 
 
 def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str = "both",
-        quiet: bool = False, resume: bool = False, stream: bool | None = None) -> Run:
+        quiet: bool = False, resume: bool = False, stream: bool | None = None,
+        loggers: Sequence[str] = ("csv",)) -> Run:
     """Train on ``data`` (a directory with ``train`` and ``val`` splits, or one file split by
     ``config.data.split``) into the run directory ``out``.
 
@@ -305,6 +357,7 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     logs and weights of them are removed, but a stage that was interrupted is refused rather than thrown away.
     ``stream``: read training windows from disk as they are needed (True), load the splits into memory (False),
     or stream when they would crowd the memory (None).
+    ``loggers``: where the training curves go, any of :data:`LOGGER_PACKAGES` (csv, tensorboard, wandb, mlflow).
 
     With several processes (DDP: ``config.trainer`` devices, num_nodes, strategy), Lightning starts the others when
     training begins by running the command line again, so every process runs this function: only global rank 0
@@ -312,6 +365,7 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     """
     if stage not in ("both", *STAGES):
         raise ValueError(f"unknown stage {stage!r}; choose both, interpolator or forecaster")
+    check_loggers(loggers)
     run = Path(out)
     if resume and (run / "config.yaml").exists():
         config = _resumed_config(run, config)
@@ -364,7 +418,7 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     if writer:
         write_json(summary_path, summary)
     stages = _fit_dyffusion if config.method == "dyffusion" else _fit_baseline
-    stages(config, spec, train, val, run, stage, summary, started, quiet, resume)
+    stages(config, spec, train, val, run, stage, summary, started, quiet, resume, loggers)
     summary["total_minutes"] = (time.monotonic() - started) / 60
     if writer:
         write_json(summary_path, summary)
@@ -373,7 +427,8 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
 
 
 def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData, val: GriddedData, run: Path,
-                   stage: str, summary: dict, started: float, quiet: bool, resume: bool) -> None:
+                   stage: str, summary: dict, started: float, quiet: bool, resume: bool,
+                   loggers: Sequence[str]) -> None:
     """Stage 1 (interpolator) then stage 2 (forecaster through the frozen interpolator)."""
     trainer_config, horizon = config.trainer, config.data.horizon
     val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
@@ -385,7 +440,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
         _train_stage(module, module.interpolator, "interpolator", run, trainer_config, budget,
                      config.interpolator.batch_size,
                      _windows(train, spec, horizon, config.data.window_stride, target_range=(1, horizon - 1)),
-                     val_windows, quiet, trainer_config.seed, summary, resume)
+                     val_windows, quiet, trainer_config.seed, summary, resume, loggers)
         interpolator = module.interpolator
     else:
         if not (run / "interpolator.safetensors").exists():
@@ -398,7 +453,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
                                   spec.network_static_channels, horizon)
         _train_stage(module, module.forecaster, "forecaster", run, trainer_config, _remaining(config, started),
                      config.forecaster.batch_size, _windows(train, spec, horizon, config.data.window_stride), val_windows,
-                     quiet, trainer_config.seed + 1, summary, resume)
+                     quiet, trainer_config.seed + 1, summary, resume, loggers)
 
 
 def _remaining(config: ExperimentConfig, started: float) -> float | None:
@@ -408,7 +463,8 @@ def _remaining(config: ExperimentConfig, started: float) -> float | None:
 
 
 def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, val: GriddedData, run: Path,
-                  stage: str, summary: dict, started: float, quiet: bool, resume: bool) -> None:
+                  stage: str, summary: dict, started: float, quiet: bool, resume: bool,
+                  loggers: Sequence[str]) -> None:
     """One network: G(x_t, j) for Perturbation and Dropout, the frame-stack denoiser for DDPM and MCVD."""
     trainer_config, horizon, baseline = config.trainer, config.data.horizon, config.baseline
     channels, static = spec.num_channels, spec.network_static_channels
@@ -426,7 +482,7 @@ def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, 
         load_weights(network, run / f"{name}.safetensors")
     else:
         _train_stage(module, network, name, run, trainer_config, _remaining(config, started), baseline.batch_size,
-                     train_windows, val_windows, quiet, trainer_config.seed, summary, resume)
+                     train_windows, val_windows, quiet, trainer_config.seed, summary, resume, loggers)
     if config.method == "perturbation" and not (resume and "perturbation" in summary):
         # Under DDP every process chooses on all validation windows, in batches as large as all processes' together
         # (a single process's choice with that batch size): the same scale from the same weights; one writes it.
@@ -434,8 +490,9 @@ def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, 
                          whole=True)
         batches = [b for i, b in enumerate(loader) if trainer_config.val_batches is None or i < trainer_config.val_batches]
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
-        scale, scores = choose_perturbation_scale(network, batches, horizon, baseline.perturbation_scales,
-                                                  baseline.val_members)
+        scales = tqdm(baseline.perturbation_scales, desc="perturbation scale search", unit="scale",
+                      disable=quiet or not is_global_zero())
+        scale, scores = choose_perturbation_scale(network, batches, horizon, scales, baseline.val_members)
         baseline.perturbation_scale = scale
         if is_global_zero():
             _save_config(config, run / "config.yaml")

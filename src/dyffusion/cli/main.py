@@ -1,4 +1,4 @@
-"""The ``dyffusion`` command: data, validate-solver, fit, evaluate, forecast, demo.
+"""The ``dyffusion`` command: data, validate-solver, fit, evaluate, forecast, animate, info, demo.
 
 Bad input ends with one line on stderr and exit code 2, never a traceback (``--debug`` shows it).
 """
@@ -149,14 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_process_options(fit)
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config value, e.g. --set interpolator.network.dropout=0.2")
+    fit.add_argument("--logger", action="append", type=_texts, metavar="NAME[,NAME]",
+                     help="where the training curves go, repeatable: csv (default; RUN/logs), tensorboard, wandb "
+                          "(offline unless WANDB_MODE is set) or mlflow (RUN/logs/mlruns unless MLFLOW_TRACKING_URI "
+                          "is set); all but csv are extras: pip install 'dyffusion[NAME]'")
     fit.add_argument("--quiet", action="store_true")
 
-    evaluate = commands.add_parser("evaluate", help="score ensemble forecasts of a run")
-    evaluate.add_argument("run", type=Path)
+    evaluate = commands.add_parser("evaluate", help="score ensemble forecasts of a run, or compare several runs")
+    evaluate.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                          help="a run directory; several are scored on the same data, initial conditions and ensemble "
+                               "size (the first run's sampling.members unless --members) and compared")
     evaluate.add_argument("--data", type=Path, help="data file or directory (default: the one the run was trained on)")
     evaluate.add_argument("--inits", type=int, help="number of initial conditions spread evenly over the split")
     evaluate.add_argument("--rollout", help="lead steps to score (default h; 'full' = whole trajectories)")
-    evaluate.add_argument("--out", type=Path, help="output directory (default RUN/eval-SPLIT)")
+    evaluate.add_argument("--out", type=Path, help="output directory (default RUN/eval-SPLIT); with several runs "
+                                                   "(required): each run's files in OUT/<run name>, the comparison in "
+                                                   "OUT")
     evaluate.add_argument("--lat-weighting", action=argparse.BooleanOptionalAction, default=None,
                           help="weight points by cos(latitude) (default: on when the data has a latitude coordinate)")
     evaluate.add_argument("--save-forecasts", nargs="?", const="forecasts.nc", metavar="FILE",
@@ -178,6 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--times", type=_floats, help="real-valued lead times in (0, h], e.g. 0.5,1,1.5")
     forecast.add_argument("--out", type=Path, required=True, help="file to write: .nc for netCDF, .zarr for zarr")
     _add_sampling_options(forecast)
+
+    animate = commands.add_parser("animate", help="animate a rollout: truth, ensemble mean and spread per lead time")
+    animate.add_argument("run", type=Path, metavar="RUN|FORECAST",
+                         help="a run directory, or a forecast file (.nc or .zarr) that `dyffusion forecast` wrote")
+    animate.add_argument("--data", type=Path, help="data file or directory (default: the one the run was trained on)")
+    animate.add_argument("--trajectory", type=int, default=0, help="with a run: trajectory of the initial condition")
+    animate.add_argument("--start", type=int, default=0,
+                         help="with a run: index of the initial frame (after the time stride)")
+    animate.add_argument("--steps", type=int, help="with a run: lead steps (default: to the end of the trajectory)")
+    animate.add_argument("--init", type=int, default=0, help="with a forecast file: index of its initial condition")
+    animate.add_argument("--channel", help="only this channel, e.g. q_x (default: one row per channel)")
+    animate.add_argument("--fps", type=float, default=4, help="frames (lead times) per second")
+    animate.add_argument("--out", type=Path, required=True, help="file to write: .gif, or .mp4 (needs ffmpeg)")
+    _add_sampling_options(animate)
+
+    info = commands.add_parser("info", help="what a run holds: data, horizon, schedule, networks, training, files")
+    info.add_argument("run", type=Path)
+    info.add_argument("--json", action="store_true", help="machine-readable output")
 
     demo = commands.add_parser("demo", help="data, training and evaluation on a small spring mesh (~15 min on 2 cores)")
     demo.add_argument("--out", type=Path, default=Path("demo"))
@@ -301,50 +327,97 @@ def cmd_fit(args: argparse.Namespace) -> None:
     from dyffusion.distributed import is_global_zero
     from dyffusion.training import fit
 
+    loggers = [name for names in args.logger for name in names] if args.logger else ["csv"]
     run = fit(args.data, args.out, _fit_config(args), stage=args.stage, quiet=args.quiet, resume=args.resume,
-              stream=args.stream)
+              stream=args.stream, loggers=loggers)
     if is_global_zero():
         print(f"run written to {run.path}")
 
 
+def _run_labels(paths: list[Path]) -> list[str]:
+    """Run directory names, numbered where two runs share one."""
+    names = [path.resolve().name for path in paths]
+    return [name if names.count(name) == 1 else f"{name}-{i + 1}" for i, name in enumerate(names)]
+
+
+def _runs_to_compare(args: argparse.Namespace):
+    """The runs of ``evaluate`` and the one data split they are all scored on, at one time step."""
+    import numpy as np
+
+    runs, data = [], None
+    for path in args.runs:
+        run, its_data = _run_data(argparse.Namespace(**{**vars(args), "run": path}))
+        if data is not None and (its_data.source != data.source or its_data.values.shape != data.values.shape
+                                 or not np.array_equal(its_data.time, data.time)):
+            raise DataError(f"{path} would be scored on {its_data.source} and {args.runs[0]} on {data.source}: "
+                            f"give --data to score them on the same data")
+        if runs and run.spec.time_stride != runs[0].spec.time_stride:
+            raise DataError(f"{path} steps every {run.spec.time_stride} frames and {args.runs[0]} every "
+                            f"{runs[0].spec.time_stride}: runs of different time steps have different lead times")
+        runs.append(run)
+        if data is None:
+            data = its_data
+    return runs, data
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Scores, figures and reports of each run (in OUT/<run name> when several are compared, then the comparison's
+    figures and reports in OUT), all on the same data, initial conditions, ensemble size and rollout."""
     from dyffusion.evaluation import check_forecast_path, evaluate, forecast_to_xarray, full_rollout, write_forecast
     from dyffusion.evaluation.forecast import with_provenance
-    from dyffusion.evaluation.report import markdown_report, write_evaluation
-    from dyffusion.io import check_writable_directory, write_text
+    from dyffusion.evaluation.report import comparison_report, evaluation_report, write_evaluation, write_score_figures
+    from dyffusion.io import check_writable_directory
 
-    run, data = _run_data(args)
-    out = args.out or args.run / f"eval-{args.split}"
-    check_writable_directory(out)
-    if args.save_forecasts is not None:
-        check_forecast_path(out / args.save_forecasts)
-    rollout = None
+    compare = len(args.runs) > 1
+    if compare and args.out is None:
+        raise ValueError("give --out DIR to compare several runs")
+    if compare and args.save_forecasts is not None and Path(args.save_forecasts).is_absolute():
+        raise ValueError("with several runs, --save-forecasts takes a file name inside each run's OUT/<run name>")
+    runs, data = _runs_to_compare(args)
+    labels = _run_labels(args.runs)
+    outs = [args.out / label if compare else args.out or args.runs[0] / f"eval-{args.split}" for label in labels]
+    for out in outs:
+        check_writable_directory(out)
+        if args.save_forecasts is not None:
+            check_forecast_path(out / args.save_forecasts)
+    rollout = max(run.horizon for run in runs)  # one rollout for all: the longest horizon
     if args.rollout == "full":
-        rollout = full_rollout(run, data)
+        rollout = full_rollout(runs[0], data)
     elif args.rollout is not None:
         if not args.rollout.isdigit():
             raise ValueError(f"--rollout takes a number of steps or 'full', got {args.rollout!r}")
         rollout = int(args.rollout)
-    members = run.config.sampling.members if args.members is None else args.members
-    result = evaluate(run, data, members, rollout, args.inits, args.seed, not args.quiet, _pipeline_options(args),
-                      lat_weighting=args.lat_weighting, keep_forecasts=args.save_forecasts is not None,
-                      shard=_processes(args, run))
-    if result is None:  # a further process: rank 0 has its scores and forecasts, and writes
-        return
-    metrics = result.metrics
-    metrics["split"], metrics["data"] = args.split, data.source
-    if args.save_forecasts is not None:
-        path = out / args.save_forecasts
-        dataset = forecast_to_xarray(result.ensemble, result.lead_times, run.spec,
-                                     data.subsample_time(run.spec.time_stride), result.inits, args.member_dim,
-                                     result.truth)
-        write_forecast(with_provenance(dataset, run, members, data.source), path)
-        metrics["forecasts"] = str(path)
-    figures = write_evaluation(out, run, metrics, result.example)
-    write_text(out / "report.md", markdown_report(f"{run.method} evaluation: {args.run}", run, metrics, figures, out,
-                                                   {"data": data.source, "split": args.split}))
-    mean = metrics["mean"]
-    print(f"CRPS {mean['crps']:.4g}  MSE {mean['mse']:.4g}  SSR {mean['ssr']:.3g}  -> {out / 'metrics.json'}")
+    members = runs[0].config.sampling.members if args.members is None else args.members
+    shard = _processes(args, runs[0])
+    compared = {}
+    for label, path, run, out in zip(labels, args.runs, runs, outs):
+        if shard.device is not None:
+            run.to(shard.device)
+        result = evaluate(run, data, members, rollout, args.inits, args.seed, not args.quiet, _pipeline_options(args),
+                          lat_weighting=args.lat_weighting, keep_forecasts=args.save_forecasts is not None, shard=shard)
+        if result is None:  # a further process: rank 0 has its scores and forecasts, and writes
+            continue
+        metrics = result.metrics
+        metrics["split"], metrics["data"] = args.split, data.source
+        if args.save_forecasts is not None:
+            forecasts = out / args.save_forecasts
+            dataset = forecast_to_xarray(result.ensemble, result.lead_times, run.spec,
+                                         data.subsample_time(run.spec.time_stride), result.inits, args.member_dim,
+                                         result.truth)
+            write_forecast(with_provenance(dataset, run, members, data.source), forecasts)
+            metrics["forecasts"] = str(forecasts)
+        figures = write_evaluation(out, run, metrics, result.example)
+        evaluation_report(f"{run.method} evaluation: {path}", run, metrics, figures,
+                          {"data": data.source, "split": args.split}).write(out)
+        mean = metrics["mean"]
+        print(f"{label + ': ' if compare else ''}CRPS {mean['crps']:.4g}  MSE {mean['mse']:.4g}  "
+              f"SSR {mean['ssr']:.3g}  -> {out / 'metrics.json'}")
+        compared[label] = (run, metrics)
+    if compare and compared:
+        figures = write_score_figures(args.out, {label: metrics for label, (_, metrics) in compared.items()})
+        reports = comparison_report(f"Comparison of {len(compared)} runs", compared, figures,
+                                    {"data": data.source, "split": args.split}).write(args.out)
+        print(f"comparison of {len(compared)} runs -> {reports['markdown']}, {reports['html']}")
 
 
 def _forecast_inits(args: argparse.Namespace, run, data) -> list[tuple[int, int]]:
@@ -380,12 +453,48 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     run, data = _run_data(args)
     inits = _forecast_inits(args, run, data)
     dataset = forecast_dataset(run, data, inits, args.members, args.steps, args.times, args.seed, args.member_dim,
-                               _pipeline_options(args), _processes(args, run))
+                               _pipeline_options(args), _processes(args, run), progress=not args.quiet)
     if dataset is None:  # a further process: rank 0 has its forecasts, and writes
         return
     write_forecast(dataset, args.out)
     print(f"forecast written to {args.out} ({dataset.sizes[args.member_dim]} members, {len(inits)} initial "
           f"conditions, {dataset.sizes['lead_time']} lead times)")
+
+
+def cmd_animate(args: argparse.Namespace) -> None:
+    from dyffusion.plots.animation import animate_forecast, check_animation_path
+
+    check_animation_path(args.out)
+    if args.run.suffix in (".nc", ".zarr"):
+        from dyffusion.data.contract import open_dataset
+
+        with open_dataset(args.run) as dataset:
+            animate_forecast(dataset, args.out, args.init, args.channel, args.fps, progress=not args.quiet)
+            frames = dataset.sizes["lead_time"]
+    else:
+        from dyffusion.evaluation import forecast_dataset
+
+        run, data = _run_data(args)
+        names = [channel.name for channel in run.spec.channels]
+        if args.channel is not None and args.channel not in names:  # found out before, not after, sampling
+            raise DataError(f"--channel {args.channel}: the run's channels are {', '.join(names)}")
+        last = data.subsample_time(run.spec.time_stride).num_frames - 1
+        dataset = forecast_dataset(run, data, [(args.trajectory, args.start)], args.members,
+                                   args.steps or max(last - args.start, 1), seed=args.seed, member_dim=args.member_dim,
+                                   pipeline_options=_pipeline_options(args), shard=_processes(args, run),
+                                   progress=not args.quiet)
+        if dataset is None:  # a further process: rank 0 has its forecasts, and animates them
+            return
+        animate_forecast(dataset, args.out, channel=args.channel, fps=args.fps, progress=not args.quiet)
+        frames = dataset.sizes["lead_time"]
+    print(f"animation written to {args.out} ({frames} frames, one per lead time)")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from dyffusion.info import format_info, run_info
+
+    info = run_info(args.run)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
 
 
 def cmd_validate_solver(args: argparse.Namespace) -> int:
@@ -400,7 +509,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from dyffusion.demo import run_demo
 
     report = run_demo(args.out, max_minutes=args.max_minutes, quiet=args.quiet)
-    print(f"report: {report}")
+    print(f"report: {report.with_suffix('.html')} (and {report.name} beside it)")
 
 
 def _one_line(error: Exception) -> str:
@@ -426,7 +535,8 @@ def _one_line(error: Exception) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"data": cmd_data, "fit": cmd_fit, "evaluate": cmd_evaluate, "forecast": cmd_forecast,
-               "demo": cmd_demo, "validate-solver": cmd_validate_solver}[args.command]
+               "animate": cmd_animate, "info": cmd_info, "demo": cmd_demo,
+               "validate-solver": cmd_validate_solver}[args.command]
     try:
         code = handler(args)
     except KeyboardInterrupt:

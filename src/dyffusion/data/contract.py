@@ -8,7 +8,9 @@
   the same way (obstacle interiors): out of the loss and the metrics;
 - coordinates over the trajectory and spatial dims (``lat``, ``longitude(trajectory, lon)``, ...) are kept for
   forecast files; a latitude among them (CF ``standard_name`` or ``units``, or the name ``lat``/``latitude``)
-  gives the area weights of the metrics.
+  gives the area weights of the metrics;
+- the global attributes ``dyffusion_view`` and ``dyffusion_view_channels`` may ask for a system-aware figure
+  (:func:`figure_view`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,25 @@ class GriddedData:
         if stride == 1:
             return self
         return replace(self, values=self.values[:, ::stride], time=self.time[::stride])
+
+
+VIEWS = {"particle_mesh": "particle positions x, y", "flow_field": "velocity components u, v"}
+
+
+def figure_view(attrs: dict, channel_names: list[str], source: str) -> tuple[str | None, list[str]]:
+    """The system-aware figure of a data set and the two channels it draws: ``dyffusion_view`` names one of
+    :data:`VIEWS`, ``dyffusion_view_channels`` its channels, comma-separated (e.g. ``q_x,q_y`` or ``u,v``).
+    (None, []) when the data asks for none."""
+    view = attrs.get("dyffusion_view")
+    if view is None:
+        return None, []
+    if view not in VIEWS:
+        raise DataError(f"{source}: attribute dyffusion_view is {view!r}, not one of {', '.join(VIEWS)}")
+    channels = [name.strip() for name in str(attrs.get("dyffusion_view_channels", "")).split(",") if name.strip()]
+    if len(channels) != 2 or not set(channels) <= set(channel_names):
+        raise DataError(f"{source}: the {view} view needs dyffusion_view_channels naming two channels "
+                        f"({VIEWS[view]}) among {channel_names}, got {channels}")
+    return view, channels
 
 
 def _is_zarr(path: Path) -> bool:

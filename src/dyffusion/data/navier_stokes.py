@@ -151,6 +151,8 @@ def navier_stokes_dataset(obstacles: list, fields: np.ndarray, settings: SolverS
             "dyffusion_boundary_mask": "fixed_mask",
             "dyffusion_inflow_ramp_rate": RAMP_RATE,
             "dyffusion_invalid_mask": "obstacle_mask",  # no fluid there: out of the loss and the metrics
+            "dyffusion_view": "flow_field",  # report figures show the speed, obstacles masked
+            "dyffusion_view_channels": "u,v",
             "obstacles": json.dumps([[list(circle) for circle in o] for o in obstacles]),  # per trajectory: x, y, r
             "seed": seed,
         },

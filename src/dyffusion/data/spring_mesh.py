@@ -182,6 +182,8 @@ def spring_mesh_dataset(num_trajectories: int, frames: int = 805, seed: int = 0,
             "title": "spring mesh (Otness et al. 2021)",
             "dyffusion_boundary_condition": "fixed_points",
             "dyffusion_boundary_mask": "fixed_mask",
+            "dyffusion_view": "particle_mesh",  # report figures draw the mesh from the positions
+            "dyffusion_view_channels": "q_x,q_y",
             "displacement": "annulus" if ood else "disc",
             "seed": seed,
         },

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from dyffusion.data.contract import DataError, GriddedData
 from dyffusion.distributed import Shard
-from dyffusion.evaluation.forecast import init_batches, sample_ensembles, stack_batches
+from dyffusion.evaluation.forecast import sample_ensembles, stack_batches
 from dyffusion.metrics import LeadTimeScores
 from dyffusion.run import Run
 
@@ -105,10 +104,9 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
     # Scores per batch, added up in batch order: the same sums, to the last bit, whichever process sampled a batch.
     scores: dict[int, LeadTimeScores] = {}
     costs, chunks = [], []  # per rollout chunk: (batch index, network evaluations, seconds); kept forecasts
-    mine = sum(len(batch) for _, batch in shard.share(init_batches(pairs, pipeline.max_batch, members)))
-    bar = tqdm(total=mine * rollout, desc="forecasting", unit="lead", disable=not progress or shard.rank > 0)
     for index, batch, lead_times, ensemble, seconds in sample_ensembles(pipeline, run.spec, data, pairs, members,
-                                                                        rollout, seed=seed, shard=shard):
+                                                                        rollout, seed=seed, shard=shard,
+                                                                        progress=progress):
         costs.append((index, pipeline.network_evaluations, seconds))
         trajectories = [t for t, _ in batch]
         truth = torch.from_numpy(np.stack([data.values[t, s + np.array(lead_times)] for t, s in batch]))
@@ -118,8 +116,6 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
         batch_scores.update(ensemble, truth, lead_index=lead_times[0] - 1, mask=valid, weights=weight)
         if keep_forecasts or (keep_example and index == 0):
             chunks.append((index, lead_times, ensemble.numpy(), truth.numpy()))
-        bar.update(len(batch) * len(lead_times))
-    bar.close()
     gathered = shard.gather((scores, costs, chunks))
     if gathered is None:
         return None

@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
 
 from dyffusion.config import MEMBER_DIMS
 from dyffusion.data.contract import DataError, GriddedData
@@ -38,7 +39,7 @@ def init_batches(inits: list[InitialCondition], max_batch: int, members: int) ->
 
 def sample_ensembles(pipeline: EnsemblePipeline, spec: DataSpec, data: GriddedData, inits: list[InitialCondition],
                      members: int, rollout: int | None = None, times: Sequence[float] | None = None, seed: int = 0,
-                     shard: Shard = Shard(),
+                     shard: Shard = Shard(), progress: bool = False,
                      ) -> Iterator[tuple[int, list[InitialCondition], list[float], torch.Tensor, float]]:
     """Forecasts of ``rollout`` lead steps (or at the real ``times`` in (0, h]) from ``inits`` of ``data``
     (already at the run's time stride), by :func:`init_batches`; with ``shard``, only this process's batches.
@@ -46,10 +47,14 @@ def sample_ensembles(pipeline: EnsemblePipeline, spec: DataSpec, data: GriddedDa
     Each batch draws from torch's generator seeded by (``seed``, batch index), so its forecast is the same
     whichever process samples it. Yields per batch and rollout chunk: (the batch's index, its initial
     conditions, the chunk's lead times, ensemble (M, B, L, C, H, W) in physical units, seconds spent sampling
-    the chunk).
+    the chunk). ``progress``: a bar of forecast lead times (initial conditions x lead times) on rank 0.
     """
     static = torch.from_numpy(np.ascontiguousarray(spec.network_static(data)))
-    for index, batch in shard.share(init_batches(inits, pipeline.max_batch, members)):
+    mine = shard.share(init_batches(inits, pipeline.max_batch, members))
+    leads = len(times) if times is not None else rollout
+    bar = tqdm(total=sum(len(batch) for _, batch in mine) * leads, desc="forecasting", unit="lead",
+               disable=not progress or shard.rank > 0)
+    for index, batch in mine:
         torch.manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
         trajectories = [t for t, _ in batch]
         initial = spec.normalizer.normalize(torch.from_numpy(np.stack([data.values[t, s] for t, s in batch])))
@@ -61,7 +66,9 @@ def sample_ensembles(pipeline: EnsemblePipeline, spec: DataSpec, data: GriddedDa
         for lead_times, frames in chunks:
             seconds = time.perf_counter() - clock
             yield index, batch, list(lead_times), spec.normalizer.denormalize(frames), seconds
+            bar.update(len(batch) * len(lead_times))
             clock = time.perf_counter()
+    bar.close()
 
 
 def stack_batches(chunks: list[tuple[int, np.ndarray]], batch_axis: int) -> np.ndarray:
@@ -87,11 +94,12 @@ def _check_inits(data: GriddedData, inits: list[InitialCondition]) -> None:
 def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition], members: int | None = None,
                      steps: int | None = None, times: Sequence[float] | None = None, seed: int = 0,
                      member_dim: str = "member", pipeline_options: dict | None = None,
-                     shard: Shard = Shard()) -> xr.Dataset | None:
+                     shard: Shard = Shard(), progress: bool = False) -> xr.Dataset | None:
     """Ensembles from each (trajectory, start frame) in ``inits``: ``steps`` lead times by rollout (default h), or
     the real-valued ``times`` in (0, h] (in data time steps after the stride). Truth is added where the data has it.
 
     ``shard``: sample only this process's batches; rank 0 gathers all and returns the Dataset, the others None.
+    ``progress``: a progress bar of the sampling.
     """
     run.spec.check(data)
     data = data.subsample_time(run.spec.time_stride)
@@ -103,7 +111,7 @@ def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition],
     _check_inits(data, inits)
     pipeline = run.pipeline(**(pipeline_options or {}))
     samples = sample_ensembles(pipeline, run.spec, data, inits, members, run.horizon if steps is None else steps,
-                               times, seed, shard)
+                               times, seed, shard, progress)
     gathered = shard.gather([(index, lead_times, ensemble.numpy()) for index, _, lead_times, ensemble, _ in samples])
     if gathered is None:
         return None

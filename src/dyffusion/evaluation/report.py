@@ -1,17 +1,44 @@
-"""Figures and a Markdown report of an evaluation, written next to ``metrics.json``."""
+"""Figures and reports of evaluations: ``metrics.json``, PNG figures, ``report.md`` and a self-contained
+``report.html`` (figures embedded as data URIs, inline CSS, no network resource), for one run or a comparison.
+
+A report is a list of blocks (facts, tables, figures, code) that render to Markdown and to HTML alike.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from dyffusion.evaluation.evaluate import Example
-from dyffusion.io import atomic_path, write_json
-from dyffusion.plots import plot_forecast_panels, plot_metrics_vs_lead_time, plot_spread_skill, plot_spring_mesh
+from dyffusion.io import atomic_path, write_json, write_text
+from dyffusion.plots import (
+    plot_forecast_panels,
+    plot_metrics_vs_lead_time,
+    plot_rank_histogram,
+    plot_spread_skill,
+    plot_spring_mesh,
+)
 from dyffusion.run import Run
 
-SCORES = ("crps", "crps_fair", "mse", "ssr", "ssr_corrected")
+SCORES = ("crps", "crps_fair", "mse", "rmse", "ssr", "ssr_corrected")
+SCORE_NAMES = {"crps": "CRPS", "crps_fair": "CRPS (fair)", "mse": "MSE", "rmse": "RMSE", "ssr": "SSR",
+               "ssr_corrected": "SSR (corrected)"}
+FIGURE_TITLES = {
+    "metrics": "CRPS, RMSE and spread-skill ratio against lead time",
+    "spread_skill": "Spread against skill, one point per lead time",
+    "rank_histogram": "Rank histogram of the truth among the members",
+    "forecast": "One forecast: initial condition, truth, ensemble mean and std, two members, error",
+    "particle_mesh": "The particle mesh: truth and every member",
+    "flow_speed": "Flow speed |(u, v)| with the obstacles masked",
+}
+BEST_RULE = "best value per column in bold: lowest CRPS, MSE, RMSE and sampling time, SSR closest to 1"
 
 
 def _figure(path: Path, draw: Callable[[Path], object]) -> Path:
@@ -21,56 +48,301 @@ def _figure(path: Path, draw: Callable[[Path], object]) -> Path:
     return path
 
 
+def write_score_figures(out: Path, results: dict[str, dict]) -> dict[str, Path]:
+    """Scores against lead time, spread against skill and the rank histogram of ``results`` (label -> metrics),
+    one line per label, in ``out``; returns name -> path."""
+    return {
+        "metrics": _figure(out / "metrics_vs_lead_time.png", lambda file: plot_metrics_vs_lead_time(results, file)),
+        "spread_skill": _figure(out / "spread_skill.png", lambda file: plot_spread_skill(results, file)),
+        "rank_histogram": _figure(out / "rank_histogram.png", lambda file: plot_rank_histogram(results, file)),
+    }
+
+
 def write_evaluation(out: Path, run: Run, metrics: dict, example: Example | None) -> dict[str, Path]:
     """``metrics.json`` plus PNG figures in ``out``, lines labelled by the run's method; returns name -> path."""
-    label = run.method
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
-    figures = {
-        "metrics": _figure(out / "metrics_vs_lead_time.png",
-                           lambda file: plot_metrics_vs_lead_time({label: metrics}, file)),
-        "spread_skill": _figure(out / "spread_skill.png", lambda file: plot_spread_skill({label: metrics}, file)),
-    }
+    figures = write_score_figures(out, {run.method: metrics})
     if example is not None:
         names = [c.name for c in run.spec.channels]
         figures["forecast"] = _figure(out / "forecast.png", lambda file: plot_forecast_panels(
             example.initial, example.truth, example.ensemble, example.lead_times, file,
             channel=0, channel_name=names[0], mask=example.valid))
-        if run.spec.boundary_condition == "fixed_points" and names[-2:] == ["q_x", "q_y"]:
-            fixed = example.static[run.spec.static_names.index(run.spec.boundary_mask)]
-            figures["mesh"] = _figure(out / "spring_mesh.png", lambda file: plot_spring_mesh(
-                example.truth[:, -2:], example.ensemble[:, :, -2:], example.lead_times, file, fixed_mask=fixed))
+        figures.update(_view_figures(out, run, example))
     return figures
 
 
-def _number(value: float) -> str:
+def _view_figures(out: Path, run: Run, example: Example) -> dict[str, Path]:
+    """The system-aware figure the data asked for (``DataSpec.view``); none for runs without one."""
+    spec = run.spec
+    if spec.view is None:
+        return {}
+    names = [c.name for c in spec.channels]
+    pair = [names.index(name) for name in spec.view_channels]
+    if spec.view == "particle_mesh":
+        fixed = (example.static[spec.static_names.index(spec.boundary_mask)]
+                 if spec.boundary_mask in spec.static_names else None)
+        return {"particle_mesh": _figure(out / "particle_mesh.png", lambda file: plot_spring_mesh(
+            example.truth[:, pair], example.ensemble[:, :, pair], example.lead_times, file, fixed_mask=fixed))}
+
+    def speed(fields: np.ndarray) -> np.ndarray:  # (..., C, H, W) -> (..., 1, H, W)
+        return np.hypot(fields[..., pair[0]:pair[0] + 1, :, :], fields[..., pair[1]:pair[1] + 1, :, :])
+
+    return {"flow_speed": _figure(out / "flow_speed.png", lambda file: plot_forecast_panels(
+        speed(example.initial), speed(example.truth), speed(example.ensemble), example.lead_times, file,
+        channel_name=f"speed |({', '.join(spec.view_channels)})|", mask=example.valid))}
+
+
+# Blocks of a report: each renders itself as Markdown and as HTML.
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+    def markdown(self, out: Path) -> str:
+        return f"{'#' * self.level} {self.text}"
+
+    def html(self) -> str:
+        return f"<h{self.level}>{html.escape(self.text)}</h{self.level}>"
+
+
+@dataclass
+class Facts:
+    items: dict[str, str]
+
+    def markdown(self, out: Path) -> str:
+        return "\n".join(f"- **{key}**: {value}" for key, value in self.items.items())
+
+    def html(self) -> str:
+        rows = "".join(f"<dt>{html.escape(key)}</dt><dd>{html.escape(str(value))}</dd>"
+                       for key, value in self.items.items())
+        return f"<dl>{rows}</dl>"
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    best: set[tuple[int, int]] = field(default_factory=set)  # (row, column) of the cells to mark
+
+    def markdown(self, out: Path) -> str:
+        def cell(r: int, c: int, text: str) -> str:
+            text = text.replace("|", "\\|")
+            return f"**{text}**" if (r, c) in self.best else text
+
+        lines = ["| " + " | ".join(cell(-1, c, h) for c, h in enumerate(self.header)) + " |",
+                 "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(cell(r, c, text) for c, text in enumerate(row)) + " |"
+                  for r, row in enumerate(self.rows)]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join(
+            "<tr>" + "".join(f'<td class="best"><strong>{html.escape(text)}</strong></td>' if (r, c) in self.best
+                             else f"<td>{html.escape(text)}</td>" for c, text in enumerate(row)) + "</tr>"
+            for r, row in enumerate(self.rows))
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass
+class Figure:
+    title: str
+    path: Path
+
+    def markdown(self, out: Path) -> str:
+        link = self.path.relative_to(out) if self.path.is_relative_to(out) else self.path
+        return f"![{self.title}]({link})"
+
+    def html(self) -> str:
+        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
+        return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(self.title)}">'
+                f"<figcaption>{html.escape(self.title)}</figcaption></figure>")
+
+
+@dataclass
+class Code:
+    text: str
+    summary: str  # what the code is: a collapsed section in HTML
+
+    def markdown(self, out: Path) -> str:
+        return f"{self.summary}:\n\n```\n{self.text.rstrip()}\n```"
+
+    def html(self) -> str:
+        return (f"<details><summary>{html.escape(self.summary)}</summary>"
+                f"<pre>{html.escape(self.text.rstrip())}</pre></details>")
+
+
+@dataclass
+class ReportLink:
+    """A link to another report, ``directory`` relative to this one's: its Markdown from Markdown, HTML from HTML."""
+
+    text: str
+    directory: Path
+
+    def markdown(self, out: Path) -> str:
+        return f"[{self.text}]({(self.directory / 'report.md').as_posix()})"
+
+    def html(self) -> str:
+        target = html.escape((self.directory / "report.html").as_posix())
+        return f'<p><a href="{target}">{html.escape(self.text)}</a></p>'
+
+
+CSS = """
+body { font: 15px/1.5 system-ui, sans-serif; color: #1f2328; margin: 0; background: #fff; }
+main { max-width: 1280px; margin: 0 auto; padding: 1.5rem 2rem 3rem; }
+h1 { font-size: 1.6rem; border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
+h2 { font-size: 1.25rem; margin-top: 2rem; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+dt { font-weight: 600; } dd { margin: 0; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: .5rem 0; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead { background: #f6f8fa; } td.best { background: #dafbe1; }
+figure { margin: 1rem 0 2rem; } img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+figcaption { color: #59636e; font-size: .9rem; }
+pre { background: #f6f8fa; padding: .8rem; overflow: auto; font-size: 13px; }
+.note { color: #59636e; font-size: .9rem; }
+"""
+
+Block = Heading | Facts | Table | Figure | Code | ReportLink
+
+
+@dataclass
+class Report:
+    title: str
+    blocks: list[Block]
+
+    def markdown(self, out: Path) -> str:
+        """Figures and links relative to ``out``, where the report is written."""
+        return "\n\n".join([f"# {self.title}", *(block.markdown(out) for block in self.blocks)]) + "\n"
+
+    def html(self) -> str:
+        body = "\n".join(block.html() for block in self.blocks)
+        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head>\n"
+                f"<body><main><h1>{html.escape(self.title)}</h1>\n{body}\n</main></body></html>\n")
+
+    def write(self, out: Path) -> dict[str, Path]:
+        """``out/report.md`` and ``out/report.html``; returns format -> path."""
+        paths = {"markdown": out / "report.md", "html": out / "report.html"}
+        write_text(paths["markdown"], self.markdown(out))
+        write_text(paths["html"], self.html())
+        return paths
+
+
+def _number(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def markdown_report(title: str, run: Run, metrics: dict, figures: dict[str, Path], out: Path,
-                    extra: dict | None = None) -> str:
-    """The report as Markdown, with figure links relative to ``out``."""
-    mean = metrics["mean"]
-    lines = [f"# {title}", ""]
-    for key, value in (extra or {}).items():
-        lines.append(f"- **{key}**: {value}")
-    lines += [
-        f"- **members**: {metrics['members']}, **initial conditions**: {metrics['initial_conditions']}, "
-        f"**rollout**: {metrics['rollout']} steps (horizon h = {run.horizon})",
-        f"- **sampler**: {metrics['sampler']} over {metrics['sampling_steps']} diffusion steps per horizon, "
-        f"{metrics['network_evaluations']:.0f} network evaluations per member and rollout",
-        f"- **sampling time**: {metrics['sampling_seconds']:.1f} s in all, "
-        f"{metrics['sampling_seconds_per_initial_condition']:.2f} s per initial condition ({metrics['members']} members)",
-        f"- **units**: {metrics['units']}; area weighting: {metrics.get('area_weighting', 'none')}; "
-        f"CRPS estimators: {metrics['crps_estimator']}",
-        "", "## Mean over lead times", "",
-        "| " + " | ".join(SCORES) + " |", "|" + "---|" * len(SCORES),
-        "| " + " | ".join(_number(mean[s]) for s in SCORES) + " |", "",
-        "## Figures", "",
+def _best_rows(values: list[float | None], closest_to: float | None) -> set[int]:
+    """Rows of the lowest value, or of the value closest to ``closest_to``; NaN never wins. A single row is not
+    compared with anything: nothing is marked."""
+    if len(values) < 2:
+        return set()
+    badness = [math.inf if v is None or not math.isfinite(v) else abs(v - closest_to) if closest_to is not None
+               else v for v in values]
+    best = min(badness)
+    return {row for row, value in enumerate(badness) if value == best and math.isfinite(value)}
+
+
+def scores_table(results: dict[str, dict]) -> Table:
+    """Means over lead times, one row per label of ``results`` (label -> metrics), the best values marked."""
+    columns = [(SCORE_NAMES[s], lambda m, s=s: m["mean"][s], 1.0 if s.startswith("ssr") else None) for s in SCORES]
+    columns.append(("sampling s per initial condition", lambda m: m["sampling_seconds_per_initial_condition"], None))
+    header = ["run", "method", "members", *(name for name, _, _ in columns)]
+    rows = [[label, metrics["method"], str(metrics["members"]), *(_number(value(metrics)) for _, value, _ in columns)]
+            for label, metrics in results.items()]
+    best = {(r, 3 + c) for c, (_, value, target) in enumerate(columns)
+            for r in _best_rows([value(m) for m in results.values()], target)}
+    return Table(header, rows, best)
+
+
+def _lead_time_table(metrics: dict) -> Table:
+    rows = [[f"{lead:g}", *(_number(metrics[s][i]) for s in SCORES)] for i, lead in enumerate(metrics["lead_times"])]
+    return Table(["lead time", *(SCORE_NAMES[s] for s in SCORES)], rows)
+
+
+def _protocol(metrics: dict) -> dict[str, str]:
+    return {
+        "ensembles": f"{metrics['members']} members from each of {metrics['initial_conditions']} initial conditions, "
+                     f"rolled out {metrics['rollout']} steps",
+        "units": f"{metrics['units']}; area weighting: {metrics.get('area_weighting', 'none')}; "
+                 f"CRPS estimators: {metrics['crps_estimator']}",
+    }
+
+
+def _sampling_cost(metrics: dict) -> dict[str, str]:
+    return {
+        "sampler": f"{metrics['sampler']} over {metrics['sampling_steps']} diffusion steps per horizon, "
+                   f"{metrics['network_evaluations']:.0f} network evaluations per member and rollout",
+        "sampling time": f"{metrics['sampling_seconds']:.1f} s in all, "
+                         f"{metrics['sampling_seconds_per_initial_condition']:.2f} s per initial condition "
+                         f"({metrics['members']} members)",
+    }
+
+
+def _training_budget(run: Run) -> str:
+    """What training spent (``training.json``) against the budget of the run's config."""
+    trainer = run.config.trainer
+    limits = ", ".join(text for text in (f"{trainer.max_minutes:g} minutes" if trainer.max_minutes else "",
+                                         f"{trainer.max_epochs} epochs per stage" if trainer.max_epochs else "")
+                       if text) or "none"
+    summary_path = run.path / "training.json"
+    if not summary_path.exists():
+        return f"budget {limits}; spent: not recorded (no training.json)"
+    summary = json.loads(summary_path.read_text())
+    stages = [f"{stage} {entry['epochs']} epochs, {entry['steps']} steps, {entry['minutes']:.1f} min, "
+              f"best val. CRPS {_number(entry['best_val_crps'])}"
+              for stage, entry in summary.items() if isinstance(entry, dict) and "steps" in entry]
+    total = f"; {summary['total_minutes']:.1f} min in all" if "total_minutes" in summary else ""
+    return f"budget {limits}; spent: {'; '.join(stages) or 'nothing'}{total}"
+
+
+def _run_facts(run: Run) -> dict[str, str]:
+    spec = run.spec
+    return {
+        "method": f"{run.method}, horizon h = {run.horizon}, run {run.path}",
+        "channels": f"{', '.join(c.name for c in spec.channels)} on a {spec.grid_shape[0]} x {spec.grid_shape[1]} "
+                    f"grid, time stride {spec.time_stride} (time step {spec.time_step:g})",
+        "training": _training_budget(run),
+    }
+
+
+def _figure_blocks(figures: dict[str, Path]) -> list[Block]:
+    return [Figure(FIGURE_TITLES.get(name, name), path) for name, path in figures.items()]
+
+
+def _config_block(run: Run) -> Code:
+    return Code((run.path / "config.yaml").read_text(), f"configuration of {run.path} (config.yaml)")
+
+
+def evaluation_report(title: str, run: Run, metrics: dict, figures: dict[str, Path],
+                      extra: dict | None = None) -> Report:
+    """The report of one run's evaluation: facts, the mean scores, the figures, scores per lead time, config."""
+    return Report(title, [
+        Facts({**(extra or {}), **_run_facts(run), **_protocol(metrics), **_sampling_cost(metrics)}),
+        Heading("Mean over lead times"), scores_table({run.method: metrics}),
+        Heading("Figures"), *_figure_blocks(figures),
+        Heading("Scores at every lead time"), _lead_time_table(metrics),
+        Heading("Configuration"), _config_block(run),
+    ])
+
+
+def comparison_report(title: str, runs: dict[str, tuple[Run, dict]], figures: dict[str, Path],
+                      extra: dict | None = None) -> Report:
+    """The report comparing runs evaluated alike; ``runs``: label -> (run, metrics), each run's own report in the
+    directory ``label`` beside this one."""
+    results = {label: metrics for label, (_, metrics) in runs.items()}
+    blocks: list[Block] = [
+        Facts({**(extra or {}), "runs": ", ".join(runs), **_protocol(next(iter(results.values())))}),
+        Heading("Mean over lead times"), scores_table(results), Facts({"marked": BEST_RULE}),
+        Heading("Figures"), *_figure_blocks(figures),
     ]
-    lines += [f"![{name}]({path.relative_to(out) if path.is_relative_to(out) else path})" for name, path in figures.items()]
-    lines += ["", "## Scores at every lead time", "", "| lead time | " + " | ".join(SCORES) + " |",
-              "|---|" + "---|" * len(SCORES)]
-    for i, lead in enumerate(metrics["lead_times"]):
-        lines.append(f"| {lead:g} | " + " | ".join(_number(metrics[s][i]) for s in SCORES) + " |")
-    return "\n".join(lines) + "\n"
+    for label, (run, metrics) in runs.items():
+        blocks += [Heading(f"Run {label}"), Facts({**_run_facts(run), **_sampling_cost(metrics)}),
+                   ReportLink("its report: every figure and the scores at every lead time", Path(label)),
+                   _config_block(run)]
+    return Report(title, blocks)

@@ -1,4 +1,4 @@
-"""Ensemble scores: CRPS (paper and fair estimators), MSE of the ensemble mean, spread-skill ratio.
+"""Ensemble scores: CRPS (paper and fair estimators), MSE of the ensemble mean, spread-skill ratio, rank histogram.
 
 Conventions: an ensemble has its members on dim 0, ``(M, *S)``; the truth is ``(*S)``. All arithmetic
 is float64 (inputs may be float32/bfloat16), because the sums over millions of points that
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["crps_ensemble", "ensemble_mean_squared_error", "ensemble_variance", "LeadTimeScores"]
+__all__ = ["crps_ensemble", "ensemble_mean_squared_error", "ensemble_variance", "rank_histogram", "LeadTimeScores"]
 
 _F64 = torch.float64
 
@@ -67,13 +67,36 @@ def ensemble_variance(ensemble: Tensor, ddof: int = 0) -> Tensor:
     return (ens - ens.mean(0)).square().sum(0) / (m - ddof)
 
 
+def rank_histogram(ensemble: Tensor, truth: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Counts of the truth's rank among the members over the valid points: ensemble (M, *S), truth (*S), valid
+    bool broadcastable to (*S) (True = counted) -> (M + 1,) float64 summing to the number of valid points.
+
+    Rank r = the number of members below the truth. A truth tied with e members (fixed points, boundary values)
+    counts 1/(e + 1) at each rank r..r+e: random tie-breaking in expectation, with no random generator, so that
+    scoring never disturbs the draws of the sampling around it.
+    """
+    m = _check_members(ensemble)
+    ens, y = ensemble.to(_F64), truth.to(_F64)
+    below = (ens < y).sum(0).flatten()
+    ties = (ens == y).sum(0).flatten()
+    share = 1.0 / (ties + 1).to(_F64)
+    if valid is not None:
+        counted = torch.as_tensor(valid, device=ens.device).to(torch.bool).expand(y.shape).flatten()
+        share = torch.where(counted, share, 0.0)
+    # Each point adds its share on ranks below..below+ties: +share at the first, -share after the last, summed up.
+    starts = torch.bincount(below, weights=share, minlength=m + 2)
+    stops = torch.bincount(below + ties + 1, weights=share, minlength=m + 2)
+    return (starts - stops).cumsum(0)[: m + 1]
+
+
 class LeadTimeScores:
     """Streams ensemble scores per lead time.
 
     Each :meth:`update` adds float64 sums per lead time (weighted sums of CRPS, fair CRPS, squared
     error of the ensemble mean, member variance with ddof 0 and 1, and the weights), so forecasts
     can be scored chunk by chunk and dropped. Means are taken over valid points (``mask``) of all
-    initial conditions and channels, weighted by ``weights`` (e.g. latitude area weights).
+    initial conditions and channels, weighted by ``weights`` (e.g. latitude area weights). The rank histogram
+    counts every valid point of every lead time once (unweighted).
     """
 
     _SUMS = ("crps", "crps_fair", "se", "var0", "var1", "weight")
@@ -84,6 +107,7 @@ class LeadTimeScores:
         self.sums = {k: torch.zeros(n, dtype=_F64) for k in self._SUMS}
         self.count = torch.zeros(n, dtype=torch.int64)
         self.members: int | None = None
+        self.rank_counts: Tensor | None = None  # (M + 1,) once the ensemble size is known
 
     def _set_members(self, m: int | None) -> None:
         if m is None:
@@ -142,6 +166,7 @@ class LeadTimeScores:
         skill, pair = _crps_terms(ens, truth)
         var0 = (ens - ens.mean(0)).square().mean(0)
         se = (ens.mean(0) - truth.to(_F64)).square()
+        ranks = rank_histogram(ens, truth, mask)
         del ens
         nan = torch.full_like(skill, math.nan)
         values = {
@@ -157,6 +182,11 @@ class LeadTimeScores:
             s = torch.where(keep, w * v, 0.0).sum(dims).cpu()
             self.sums[k].index_add_(0, idx, s)
         self.count.index_add_(0, idx, torch.full((n_leads,), b, dtype=torch.int64))
+        self._add_ranks(ranks.cpu())
+
+    def _add_ranks(self, counts: Tensor | None) -> None:
+        if counts is not None:
+            self.rank_counts = counts.clone() if self.rank_counts is None else self.rank_counts + counts
 
     def merge(self, other: LeadTimeScores) -> LeadTimeScores:
         """Add another accumulator's sums (e.g. from another shard) into this one; returns self."""
@@ -166,13 +196,15 @@ class LeadTimeScores:
         for k in self._SUMS:
             self.sums[k] += other.sums[k]
         self.count += other.count
+        self._add_ranks(other.rank_counts)
         return self
 
     def compute(self) -> dict:
         """Scores per lead time (lists, NaN where never updated) and their means over lead times.
 
         Returns {"lead_times", "crps", "crps_fair", "mse", "rmse", "ssr", "ssr_corrected": lists,
-        "mean": {same score keys: mean of the per-lead values over updated leads}, "members": M, "count": list}.
+        "mean": {same score keys: mean of the per-lead values over updated leads}, "members": M, "count": list,
+        "rank_histogram": M + 1 counts over all lead times (None before any update)}.
         """
         s = self.sums
         wsum = s["weight"]
@@ -201,5 +233,6 @@ class LeadTimeScores:
         out["mean"] = {k: v[seen].mean().item() if seen.any() else math.nan for k, v in scores.items()}
         out["members"] = self.members
         out["count"] = self.count.tolist()
+        out["rank_histogram"] = self.rank_counts.tolist() if self.rank_counts is not None else None
         return out
 

@@ -3,8 +3,10 @@
 from dyffusion.plots.figures import (
     plot_forecast_panels,
     plot_metrics_vs_lead_time,
+    plot_rank_histogram,
     plot_spread_skill,
     plot_spring_mesh,
 )
 
-__all__ = ["plot_metrics_vs_lead_time", "plot_forecast_panels", "plot_spring_mesh", "plot_spread_skill"]
+__all__ = ["plot_metrics_vs_lead_time", "plot_forecast_panels", "plot_spring_mesh", "plot_spread_skill",
+           "plot_rank_histogram"]

@@ -1,4 +1,4 @@
-"""Report figures: scores vs lead time, forecast panels, spring-mesh ensembles, spread vs skill.
+"""Report figures: scores vs lead time, forecast panels, spring-mesh ensembles, spread vs skill, rank histograms.
 
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas, never through
 pyplot: no global figure registry (nothing leaks, nothing to close), no GUI backend, safe headless.
@@ -16,7 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-__all__ = ["plot_metrics_vs_lead_time", "plot_forecast_panels", "plot_spring_mesh", "plot_spread_skill"]
+__all__ = ["plot_metrics_vs_lead_time", "plot_forecast_panels", "plot_spring_mesh", "plot_spread_skill",
+           "plot_rank_histogram"]
 
 DPI = 120
 
@@ -84,9 +85,11 @@ def plot_forecast_panels(
 ) -> Path:
     """Forecast of one channel. initial (C, H, W), truth (L, C, H, W), ensemble (M, L, C, H, W).
 
-    Rows: up to ``max_leads`` lead times spread evenly. Columns: initial condition (first row only),
-    truth, ensemble mean, ensemble std, members 1 and 2, |mean - truth|. Value panels share one
-    colour scale; std and error each have their own. ``mask`` (H, W) bool, True = valid.
+    Fields: initial condition (first lead only), truth, ensemble mean, ensemble std, members 1 and 2,
+    |mean - truth|, at up to ``max_leads`` lead times spread evenly: one row per lead time, or, for a grid more
+    than twice as wide as tall (a channel flow), one column per lead time so that the panels stay wide. Panels
+    take the grid's aspect ratio. Value panels share one colour scale; std and error each have their own.
+    ``mask`` (H, W) bool, True = valid; masked points are grey.
     """
     init = np.asarray(initial, dtype=float)[channel]
     tru = np.asarray(truth, dtype=float)[:, channel]
@@ -96,11 +99,15 @@ def plot_forecast_panels(
     def masked(a: np.ndarray) -> np.ma.MaskedArray:
         return np.ma.masked_invalid(np.ma.masked_where(np.broadcast_to(invalid, a.shape), a))
 
-    rows = _lead_rows(tru.shape[0], max_leads)
+    leads = _lead_rows(tru.shape[0], max_leads)
     n_members = min(2, ens.shape[0])
     mean, std = ens.mean(0), ens.std(0)
     err = np.abs(mean - tru)
-    cols = ["initial", "truth", "ens. mean", "ens. std"] + [f"member {i + 1}" for i in range(n_members)] + ["|mean - truth|"]
+    # (title, colour scale, field at a lead index) per kind of panel.
+    kinds = [("initial", "value", lambda li: init), ("truth", "value", lambda li: tru[li]),
+             ("ens. mean", "value", lambda li: mean[li]), ("ens. std", "std", lambda li: std[li])]
+    kinds += [(f"member {k + 1}", "value", lambda li, k=k: ens[k, li]) for k in range(n_members)]
+    kinds += [("|mean - truth|", "err", lambda li: err[li])]
 
     def limits(*arrays: np.ndarray, lo0: bool = False) -> tuple[float, float]:
         vals = np.concatenate([masked(a).compressed().ravel() for a in arrays])
@@ -109,37 +116,56 @@ def plot_forecast_panels(
         lo, hi = (0.0 if lo0 else float(vals.min())), float(vals.max())
         return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
-    shown = np.asarray(rows)
-    vlim = limits(init, tru[shown], mean[shown], ens[:n_members][:, shown])
-    slim, elim = limits(std[shown], lo0=True), limits(err[shown], lo0=True)
-    val_cmap, pos_cmap = _cmap("viridis"), _cmap("magma")
+    shown = np.asarray(leads)
+    scales = {"value": limits(init, tru[shown], mean[shown], ens[:n_members][:, shown]),
+              "std": limits(std[shown], lo0=True), "err": limits(err[shown], lo0=True)}
+    cmaps = {"value": _cmap("viridis"), "std": _cmap("magma"), "err": _cmap("magma")}
 
-    fig = _new_figure((2.1 * len(cols) + 1.0, 2.1 * len(rows) + 0.9))
-    axes = np.atleast_2d(fig.subplots(len(rows), len(cols), squeeze=False))
-    kw = dict(origin="lower", interpolation="nearest")
+    height, width = init.shape
+    by_column = width > 2 * height  # lead times as columns
+    longer_side = 3.4 if by_column else 2.1  # inches
+    panel_w, panel_h = (longer_side, longer_side * height / width) if width >= height else \
+        (longer_side * width / height, longer_side)
+    n_rows, n_cols = (len(kinds), len(leads)) if by_column else (len(leads), len(kinds))
+    bar_room = (1.1, 0.7) if by_column else (0.4, 1.1)  # colour bars right of the rows or below the columns
+    fig = _new_figure((n_cols * (panel_w + 0.15) + 0.6 + bar_room[0], n_rows * (panel_h + 0.35) + 0.3 + bar_room[1]))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+
+    def axis(lead: int, kind: int):
+        return axes[kind, lead] if by_column else axes[lead, kind]
+
     ims = {}
-    for r, li in enumerate(rows):
-        fields = [init, tru[li], mean[li], std[li]] + [ens[k, li] for k in range(n_members)] + [err[li]]
-        for c, (name, field) in enumerate(zip(cols, fields)):
-            ax = axes[r, c]
+    for r, li in enumerate(leads):
+        for c, (name, scale, field) in enumerate(kinds):
+            ax = axis(r, c)
             ax.set_xticks([])
             ax.set_yticks([])
             if name == "initial" and r > 0:
                 ax.set_axis_off()  # the initial condition is the same for every lead time
                 continue
-            kind = "std" if name == "ens. std" else "err" if name.startswith("|") else "value"
-            lim = {"std": slim, "err": elim, "value": vlim}[kind]
-            cmap = val_cmap if kind == "value" else pos_cmap
-            ims[kind] = ax.imshow(masked(field), cmap=cmap, vmin=lim[0], vmax=lim[1], **kw)
-            if r == 0:
-                ax.set_title("initial (t = 0)" if name == "initial" else name, fontsize=9)
-        axes[r, 1].set_ylabel(f"t = {lead_times[li]:g}", fontsize=9)
-    fig.colorbar(ims["value"], ax=axes[:, :3], location="bottom", shrink=0.6, label="value")
-    fig.colorbar(ims["std"], ax=axes[:, 3], location="bottom", shrink=0.9, label="std")
-    # Same scale as the first value bar; every column needs a bar below it or constrained layout misaligns rows.
-    fig.colorbar(ims["value"], ax=axes[:, 4 : 4 + n_members], location="bottom", shrink=0.6, label="value")
-    fig.colorbar(ims["err"], ax=axes[:, -1], location="bottom", shrink=0.9, label="abs. error")
-    fig.suptitle(f"{channel_name or f'channel {channel}'}: {ens.shape[0]} members")
+            ims[scale] = ax.imshow(masked(field(li)), cmap=cmaps[scale], vmin=scales[scale][0],
+                                   vmax=scales[scale][1], origin="lower", interpolation="nearest", aspect="equal")
+            label = "initial (t = 0)" if name == "initial" else name
+            if by_column:
+                if r == 0:
+                    ax.set_ylabel(label, fontsize=9)
+                if c == 1:
+                    ax.set_title(f"t = {lead_times[li]:g}", fontsize=9)
+            else:
+                if r == 0:
+                    ax.set_title(label, fontsize=9)
+                if c == 1:
+                    ax.set_ylabel(f"t = {lead_times[li]:g}", fontsize=9)
+    # Every row (column) needs a bar beside it, or constrained layout misaligns the panels; members share the
+    # value scale and repeat its bar.
+    groups = [(slice(0, 3), "value"), (slice(3, 4), "std"), (slice(4, 4 + n_members), "value"),
+              (slice(-1, None), "err")]
+    for part, scale in groups:
+        group = axes[part, :] if by_column else axes[:, part]
+        fig.colorbar(ims[scale], ax=group, location="right" if by_column else "bottom", shrink=0.9,
+                     aspect=10 if by_column else 20, label={"value": "value", "std": "std", "err": "abs. error"}[scale])
+    note = ", masked points grey" if invalid.any() else ""
+    fig.suptitle(f"{channel_name or f'channel {channel}'}: {ens.shape[0]} members{note}")
     return _save(fig, path)
 
 
@@ -197,6 +223,15 @@ def plot_spring_mesh(
     return _save(fig, path)
 
 
+def _annotate(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Labels, title, a light grid and the legend of a one-panel score figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_spread_skill(results: dict[str, dict], path) -> Path:
     """Ensemble spread sqrt(mean variance) = rmse * ssr against RMSE, one point per lead time, y = x dashed."""
     fig = _new_figure((5.2, 4.8))
@@ -214,9 +249,25 @@ def plot_spread_skill(results: dict[str, dict], path) -> Path:
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_aspect("equal")
-    ax.set_xlabel("RMSE of ensemble mean")
-    ax.set_ylabel("ensemble spread")
-    ax.set_title("Spread vs skill (per lead time)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _annotate(ax, "RMSE of ensemble mean", "ensemble spread", "Spread vs skill (per lead time)")
+    return _save(fig, path)
+
+
+def plot_rank_histogram(results: dict[str, dict], path) -> Path:
+    """results: label -> ``LeadTimeScores.compute()`` dict with ``rank_histogram`` (M + 1 counts). Frequencies
+    relative to a flat histogram (1 = calibrated) against the truth's rank scaled to [0, 1], so that ensembles
+    of different sizes share the axes; U-shaped = under-dispersed, dome-shaped = over-dispersed."""
+    fig = _new_figure((6.4, 4.0))
+    ax = fig.subplots()
+    for label, scores in results.items():
+        counts = np.asarray(scores["rank_histogram"], dtype=float)
+        relative = counts * counts.size / counts.sum()
+        edges = np.linspace(0.0, 1.0, counts.size + 1)
+        ax.stairs(relative, edges, fill=len(results) == 1, alpha=0.6 if len(results) == 1 else 1.0, lw=1.5,
+                  label=f"{label} ({counts.size - 1} members)")
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="flat (calibrated)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    _annotate(ax, "rank of the truth among the members (0: below all, 1: above all)", "frequency / flat frequency",
+              "Rank histogram (all lead times and valid points)")
     return _save(fig, path)
