@@ -8,6 +8,7 @@ sees displacements, not the grid).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -62,7 +63,13 @@ class Normalizer:
 
     def normalize_array(self, values: np.ndarray) -> np.ndarray:
         """A normalised float32 copy of a numpy array with channels at dim -3."""
-        return (values - self.mean.astype(np.float32)) / self.std.astype(np.float32)
+        mean, std = self._float32
+        return (values - mean) / std
+
+    @cached_property
+    def _float32(self) -> tuple[np.ndarray, np.ndarray]:
+        # Once, not per training item: WindowDataset normalises every frame it reads.
+        return self.mean.astype(np.float32), self.std.astype(np.float32)
 
     def _as(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device)
