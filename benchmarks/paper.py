@@ -16,7 +16,8 @@ Scales, default then --quick (the paper's in brackets; the synthetic SST stands 
   test and OOD-test trajectory.
 - Navier-Stokes: 16 train / 1 val / 2 test trajectories (100/2/5), --quick 2/1/1; `navier-stokes-cpu` with U-Net
   width 16 (its 32 would leave about 100 training steps in the budget, and 50 members of one rollout would take
-  a quarter of an hour to sample); 64-step rollouts of every test trajectory.
+  a quarter of an hour to sample), validated on one batch of 16 windows for every method (as the SST); 64-step
+  rollouts of every test trajectory.
 - SST: `sst-synthetic` with the paper's 11 boxes, train 2015-2018, val 2019, test 2020 (1982-2018 / 2019 / 2020),
   --quick 3 boxes and train 2017-2018; `sst-cpu` validated on one batch of 16 windows (its two would take more
   than half of DYffusion's forecaster stage: each validation samples 5 members of 99 network calls per window);
@@ -104,7 +105,8 @@ SYSTEMS = {
     "navier-stokes": System(
         title="Navier-Stokes", write_data=write_navier_stokes_splits, data_files=("train.nc", "val.nc", "test.nc"),
         scale={"train": 16, "val": 1, "test": 2}, quick_scale={"train": 2, "val": 1, "test": 1},
-        preset="navier-stokes-cpu", overrides={"interpolator.network.width": 16, "forecaster.network.width": 16},
+        preset="navier-stokes-cpu", overrides={"interpolator.network.width": 16, "forecaster.network.width": 16,
+                                                "trainer.val_batches": 1},
         splits=("test",), rollout=64, inits=None, quick_inits=None,
         paper={"test": {"perturbation": (0.090, 0.028, 0.448, None), "dropout": (0.078, 0.027, 0.715, None),
                         "ddpm": (0.180, 0.105, 0.573, None), "mcvd": (0.154, 0.070, 0.524, None),

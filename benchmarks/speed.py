@@ -18,8 +18,9 @@ authors' figures in ``../shared/PEER_TIMINGS.md`` (a reference from a machine of
 ``flops``: the FLOP/s the interpolator and the forecaster reach during a ``members``-member forecast against the
 dense peak of this process (a large matmul and a large conv2d), a torch.profiler table of where the time goes,
 then variants side by side: no_grad or autograd instead of inference mode, channels-last, bfloat16 autocast,
-torch.compile, the authors' layer layout. ``--check-run`` (a trained DYffusion run, by default the spring-mesh one
-of ``benchmarks/paper.py --quick``) scores CRPS in float32 and in bfloat16 on the same test data and seed.
+torch.compile, ``nn.Dropout``'s bernoulli masks instead of ours. ``--check-run`` (a trained DYffusion run, by
+default the spring-mesh one of ``benchmarks/paper.py``) scores CRPS in float32 and in bfloat16 on the same test
+data and seed.
 
 Networks are the spring-mesh preset's (ConvNet width 64, kernels 9/7/5/3, h = 134) on a 10 x 10 grid with 4
 channels and 1 static channel, untrained, with random inputs: a forward pass costs the same whatever the weights.
@@ -60,6 +61,7 @@ from dyffusion.forecaster.module import ForecasterModule
 from dyffusion.interpolator.model import Interpolator
 from dyffusion.interpolator.module import InterpolatorModule
 from dyffusion.networks import set_mc_dropout
+from dyffusion.networks.dropout import Dropout
 from dyffusion.sampling.pipeline import DYffusionPipeline
 from dyffusion.schedule import StepSchedule
 
@@ -207,16 +209,14 @@ class ChannelsLastInputs(nn.Module):
         return self.network(*inputs).contiguous()
 
 
-def authors_layout(network: nn.Module) -> nn.Module:
-    """The ConvNet rearranged as the authors' SimpleConvNet: its first kernel as the input convolution, a 1 x 1
-    output head. A different model (it would need training): shown for its cost only."""
-    rearranged = copy.deepcopy(network)
-    convnet = rearranged.network
-    first = convnet.blocks[0].conv
-    convnet.conv_in = nn.Conv2d(convnet.conv_in.in_channels, first.out_channels, first.kernel_size, padding="same")
-    convnet.blocks = convnet.blocks[1:]
-    convnet.conv_out = nn.Conv2d(convnet.conv_out.in_channels, convnet.conv_out.out_channels, 1)
-    return rearranged
+def bernoulli_dropout(network: nn.Module) -> nn.Module:
+    """A copy with ``nn.Dropout`` (masks from ``bernoulli_``) where src/ has its uniform-draw ``Dropout``."""
+    changed = copy.deepcopy(network)
+    for module in list(changed.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, Dropout):
+                setattr(module, name, nn.Dropout(child.p).train(child.training))
+    return changed
 
 
 def variant_pipeline(pipeline: DYffusionPipeline, change: Callable[[nn.Module], nn.Module]) -> DYffusionPipeline:
@@ -236,9 +236,7 @@ VARIANTS = {
     "channels-last weights + bfloat16 autocast": (lambda network: Bfloat16Autocast(channels_last(network)),
                                                   torch.inference_mode),
     "torch.compile": (lambda network: torch.compile(copy.deepcopy(network)), torch.inference_mode),
-    "authors' layer layout (other model)": (authors_layout, torch.inference_mode),
-    "authors' layout, channels-last weights, bfloat16 (other model)": (
-        lambda network: Bfloat16Autocast(channels_last(authors_layout(network))), torch.inference_mode),
+    "nn.Dropout (bernoulli_ masks)": (bernoulli_dropout, torch.inference_mode),
 }
 BASELINE = next(iter(VARIANTS))
 PROPOSED = "channels-last weights + bfloat16 autocast"
@@ -443,11 +441,10 @@ def run_training(args: argparse.Namespace) -> None:
         f"{config.data.horizon} steps, cold, refine), untrained networks, as in src/ and with the networks in "
         "channels-last under bfloat16 autocast (the `flops` part compares such variants side by side); medians of "
         f"{args.sampling_repeats} interleaved repeats",
-        f"arithmetic per network pass and sample (spring mesh, interpolator): ours {ours_flops / 1e6:.0f} MFLOP "
-        f"(FlopCounterMode: a 3 x 3 input convolution to width 64, then the four kernels 64 -> 64, a 3 x 3 output "
-        f"convolution), theirs {theirs_flops / 1e6:.0f} MFLOP (counted from their layer shapes: the 9 x 9 kernel is "
-        f"their input convolution, 9 -> 64, and their head is 1 x 1): ours does {ours_flops / theirs_flops:.2f}x the "
-        "arithmetic per pass",
+        f"arithmetic per network pass and sample (spring mesh, interpolator): ours {ours_flops / 1e6:.1f} MFLOP "
+        f"(FlopCounterMode), theirs {theirs_flops / 1e6:.1f} MFLOP (counted from their layer shapes: the same layout, "
+        f"a 9 x 9 input convolution 9 -> 64, then 7 x 7, 5 x 5, 3 x 3, a 1 x 1 head; ours adds the FiLM layers): "
+        f"ours does {ours_flops / theirs_flops:.2f}x the arithmetic per pass",
         "Navier-Stokes: ours is the navier-stokes-cpu U-Net (width 32) on the 42 x 221 grid; theirs (0.9 "
         "samples/s) is the paper's 10.3 M-parameter U-Net on 256 x 256 at batch 32: different networks, shown "
         "for scale only",
@@ -488,15 +485,49 @@ def timed_calls(network: nn.Module, record: dict) -> list:
 
 
 def dense_peaks(repeats: int) -> dict[str, float]:
-    """GFLOP/s of a large float32 matmul and conv2d in this process (medians, interleaved)."""
+    """GFLOP/s of large float32 matmuls and convolutions in this process (medians, interleaved)."""
     matrix = torch.randn(2048, 2048)
     images, kernel = torch.randn(16, 256, 32, 32), torch.randn(256, 256, 3, 3)
-    flops = {"matmul 2048^3": 2 * 2048**3, "conv2d 256 -> 256, 3 x 3, 16 x 32 x 32": 2 * 256 * 256 * 9 * 16 * 32 * 32}
+    padded, large_kernel = torch.randn(1000, 64, 18, 18), torch.randn(64, 64, 9, 9)
+    work = {  # name -> (FLOPs, call)
+        "matmul 2048^3": (2 * 2048**3, lambda: matrix @ matrix),
+        "conv2d 256 -> 256, 3 x 3, 16 x 32 x 32": (2 * 256 * 256 * 9 * 16 * 32 * 32,
+                                                  lambda: torch.conv2d(images, kernel, padding=1)),
+        # The ConvNet's largest layer at the refinement's batch, unpadded: every tap is arithmetic.
+        "conv2d 64 -> 64, 9 x 9, 1000 x 10 x 10, no padding": (2 * 64 * 64 * 81 * 1000 * 100,
+                                                              lambda: torch.conv2d(padded, large_kernel)),
+    }
     with torch.inference_mode():
-        timings = interleaved({"matmul 2048^3": lambda: matrix @ matrix,
-                               "conv2d 256 -> 256, 3 x 3, 16 x 32 x 32": lambda: torch.conv2d(images, kernel, padding=1)},
-                              repeats)
-    return {name: flops[name] / statistics.median(values) / 1e9 for name, values in timings.items()}
+        timings = interleaved({name: call for name, (_, call) in work.items()}, repeats)
+    return {name: work[name][0] / statistics.median(values) / 1e9 for name, values in timings.items()}
+
+
+FORWARD_VARIANTS = (BASELINE, "channels-last weights", "channels-last inputs", "bfloat16 autocast, float32 outputs",
+                    PROPOSED)
+
+
+def forward_rows(repeats: int) -> list[str]:
+    """Table rows: the interpolator's forward pass of both presets (dropout off) under the variants that keep the
+    model, side by side; spring mesh at a cold step's batch of 50 members, Navier-Stokes at that of its 10."""
+    rows = ["| preset | batch | variant | milliseconds, median (range) | speed-up (range of rounds) | max abs difference "
+            "/ max abs output |", "|---|---|---|---|---|---|"]
+    for system, batch in ((SPRING_MESH, 100), (NAVIER_STOKES, 20)):
+        torch.manual_seed(0)
+        network = set_mc_dropout(Interpolator(system.config.interpolator.network, system.channels,
+                                              system.static_channels), False)
+        initial, static = random_inputs(system, batch)
+        times = torch.full((batch,), 1.0)
+        changed = {name: VARIANTS[name][0](network) for name in FORWARD_VARIANTS}
+        with torch.inference_mode():
+            reference = network(initial, initial, times, static)
+            differences = {name: float((candidate(initial, initial, times, static) - reference).abs().max()
+                                       / reference.abs().max()) for name, candidate in changed.items()}
+            timings = interleaved({name: lambda c=candidate: c(initial, initial, times, static)
+                                   for name, candidate in changed.items()}, repeats)
+        rows += [f"| {system.preset} | {batch} | {name} | {seconds([1e3 * value for value in values])} | "
+                 f"{'-' if name == BASELINE else speed_up(timings[BASELINE], values)} | {differences[name]:.1e} |"
+                 for name, values in timings.items()]
+    return rows
 
 
 def in_grid_share(kernel: int, size: int) -> float:
@@ -573,7 +604,7 @@ def crps_check(run_dir: Path, data_dir: Path, members: int) -> list[str]:
         mean = evaluate(model, data, members, full_rollout(run, data), seed=seed, progress=False,
                         keep_example=False).metrics["mean"]
         rows.append(f"| {name} | {mean['crps']:.5f} | {mean['mse']:.6f} | {mean['ssr']:.3f} |")
-    return [f"\nCRPS check of bfloat16 on a trained run: `{run_dir}` (preset of `benchmarks/paper.py --quick`, "
+    return [f"\nCRPS check of bfloat16 on a trained run: `{run_dir}` ("
             f"h = {run.horizon}) on `{data_dir}/test.nc`, {members} members, whole trajectories:\n", *rows]
 
 
@@ -593,18 +624,19 @@ def run_flops(args: argparse.Namespace) -> None:
                   for name, flops, in_grid, samples, share, rate, in_grid_rate in rates]
     profile, shares = profile_rows(pipeline, initial, static, args.members)
 
-    pipelines, failures, differences = {}, {}, {}
+    pipelines, failures, differences, first_call = {}, {}, {}, {}
     reference = deterministic_output(pipeline, torch.inference_mode, flat_initial, flat_static)
     for name, (change, grad_mode) in VARIANTS.items():
+        start = time.perf_counter()
         try:
             candidate = variant_pipeline(pipeline, change) if name != BASELINE else pipeline
             output = deterministic_output(candidate, grad_mode, flat_initial, flat_static)
         except Exception as error:  # torch.compile may fail on a machine without a working toolchain: report it
             failures[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             continue
+        first_call[name] = time.perf_counter() - start  # torch.compile compiles here, for every batch size
         pipelines[name] = (candidate, grad_mode)
-        if "other model" not in name:
-            differences[name] = float((output - reference).abs().max() / reference.abs().max())
+        differences[name] = float((output - reference).abs().max() / reference.abs().max())
 
     def sample(candidate: DYffusionPipeline, grad_mode) -> Callable[[], object]:
         def call():
@@ -615,12 +647,12 @@ def run_flops(args: argparse.Namespace) -> None:
 
     timings = interleaved({name: sample(*entry) for name, entry in pipelines.items()}, args.repeats)
     baseline = timings[BASELINE]
-    variant_rows = ["| variant | seconds, median (range) | speed-up over src/ (range of rounds) | max abs difference "
-                    "/ max abs output, dropout off |", "|---|---|---|---|"]
+    variant_rows = ["| variant | seconds, median (range) | speed-up over src/ (range of rounds) | first forecast [s] "
+                    "| max abs difference / max abs output, dropout off |", "|---|---|---|---|---|"]
     variant_rows += [f"| {name} | {seconds(values)} | {'-' if name == BASELINE else speed_up(baseline, values)} | "
-                     f"{f'{differences[name]:.1e}' if name in differences else 'other model'} |"
+                     f"{first_call[name]:.3g} | {differences[name]:.1e} |"
                      for name, values in timings.items()]
-    variant_rows += [f"| {name} | failed: {message} | - | - |" for name, message in failures.items()]
+    variant_rows += [f"| {name} | failed: {message} | - | - | - |" for name, message in failures.items()]
     check = (crps_check(args.check_run, args.check_data, args.check_members) if args.check_run.exists()
              else [f"\nCRPS of bfloat16 not checked: no trained run at `{args.check_run}`."])
 
@@ -633,7 +665,7 @@ def run_flops(args: argparse.Namespace) -> None:
         f"FLOP/s during sampling: FLOPs per pass times the samples through each network, over the seconds inside "
         f"its forward passes, {args.repeats} forecasts; \"counted\": FlopCounterMode (convolutions and linear "
         "layers, every tap of the padded kernels), \"in-grid\": without the taps on the zero padding, which "
-        "oneDNN's direct convolution skips (hence counted rates above the peak); the peak is the higher of the two",
+        "oneDNN's direct convolution skips (hence counted rates above the peak); the peak is the highest of the three",
     ]) + rate_rows + [
         f"\nProfile of one forecast (torch.profiler, CPU, top ops by self time): convolutions take "
         f"{shares['convolution']:.0%} of the self time, copies {shares['copies (cat, repeat, copy, clone, stack, contiguous)']:.1%}"
@@ -641,7 +673,10 @@ def run_flops(args: argparse.Namespace) -> None:
         f"\nVariants side by side: `sample_chunk` on the {args.members}-member flat batch, medians of {args.repeats} "
         "interleaved repeats after a warm-up round (which includes torch.compile's compilation); the difference "
         "column compares the forecasts of the same weights with dropout off (the exact variants must agree to "
-        "float32 rounding).\n", *variant_rows, *check, ""]
+        "float32 rounding); \"first forecast\" is that deterministic run, the first of each variant (torch.compile "
+        "compiles then, once per batch size).\n", *variant_rows,
+        f"\nThe interpolator's forward pass alone (dropout off, so the MC-dropout masks are not in these times), both "
+        f"presets, medians of {3 * args.repeats} interleaved repeats:\n", *forward_rows(3 * args.repeats), *check, ""]
     append(lines)
 
 
@@ -658,9 +693,9 @@ def main() -> None:
     flops.add_argument("--repeats", type=int, default=5)
     flops.add_argument("--members", type=int, default=50)
     # Relative to the working directory where it can be, so that RESULTS.md names the run portably.
-    quick = Path(os.path.relpath(Path(__file__).parent / "runs" / "paper-quick"))
-    flops.add_argument("--check-run", type=Path, default=quick / "runs" / "spring-mesh" / "dyffusion")
-    flops.add_argument("--check-data", type=Path, default=quick / "data" / "spring-mesh")
+    paper = Path(os.path.relpath(Path(__file__).parent / "runs" / "paper"))
+    flops.add_argument("--check-run", type=Path, default=paper / "runs" / "spring-mesh" / "dyffusion")
+    flops.add_argument("--check-data", type=Path, default=paper / "data" / "spring-mesh")
     flops.add_argument("--check-members", type=int, default=10)
     args = parser.parse_args()
     {"sampling": run_sampling, "training": run_training, "flops": run_flops}[args.part](args)

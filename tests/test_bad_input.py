@@ -200,6 +200,8 @@ CASES = {
     "zero DDIM steps": (["evaluate", "{run}", "--ddim-steps", "0"], "--ddim-steps must be >= 1, got 0"),
     "negative epochs": (["fit", "{data}", "--out", "{tmp}/r", "--max-epochs", "-1"],
                         "trainer.max_epochs must be >= 1, got -1"),
+    "unknown sampling precision": (["fit", "{data}", "--out", "{tmp}/r", "--set", "sampling.precision=float16"],
+                                   "sampling.precision must be float32 or bfloat16, got 'float16'"),
     "zero minutes": (["fit", "{data}", "--out", "{tmp}/r", "--max-minutes", "0"], "trainer.max_minutes must be > 0"),
     # Horizons.
     "DYffusion with h = 1": (["fit", "{data}", "--out", "{tmp}/r", "--horizon", "1"],

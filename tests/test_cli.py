@@ -38,6 +38,20 @@ def test_evaluate_writes_metrics_per_lead_time(tiny_run, tmp_path):
     assert all(fair <= paper for fair, paper in zip(metrics["crps_fair"], metrics["crps"]))
     assert (out / "metrics_vs_lead_time.png").exists() and (out / "report.md").exists()
     assert metrics["area_weighting"] == "none"  # x/y grid without a latitude coordinate
+    assert metrics["precision"] == "float32"
+
+
+def test_evaluate_in_bfloat16_scores_like_float32(tiny_run, tmp_path):
+    """``--precision bfloat16`` is recorded and, for the same seed, scores within bfloat16's rounding (relative
+    2^-8 per operation) of the float32 evaluation."""
+    scores = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        assert main(["evaluate", str(tiny_run), "--members", "3", "--rollout", "4", "--out", str(out), "--quiet",
+                     "--precision", precision]) == 0
+        scores[precision] = json.loads((out / "metrics.json").read_text())
+    assert scores["bfloat16"]["precision"] == "bfloat16"
+    assert scores["bfloat16"]["mean"]["crps"] == pytest.approx(scores["float32"]["mean"]["crps"], rel=0.05)
 
 
 def test_forecast_writes_the_data_layout_and_applies_boundary_conditions(tiny_run, spring_data, tmp_path):
@@ -113,9 +127,6 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
 
 
 def test_checkpoint_is_the_epoch_with_the_best_validation_crps(spring_data, tmp_path):
-
-
-
     run = tmp_path / "run"
     assert main(["fit", str(spring_data), "--out", str(run), "--horizon", "4", "--max-epochs", "4", "--quiet",
                  "--stage", "interpolator", "--set", "data.time_stride=2", "--set", "trainer.batches_per_epoch=2",
@@ -163,3 +174,16 @@ def test_same_seed_gives_bit_identical_weights_and_metrics(spring_data, tmp_path
         for key in weights_a[stage]:
             assert torch.equal(weights_a[stage][key], weights_b[stage][key]), f"{stage}.{key}"
     assert crps_a == crps_b
+
+
+def test_bfloat16_mixed_precision_trains_both_stages(spring_data, tmp_path):
+    """``trainer.precision: bf16-mixed`` (Lightning's CPU autocast) trains both stages to finite weights: the
+    frozen interpolator's bfloat16 output is cast to the forecaster's float32 state."""
+    run = tmp_path / "run"
+    assert main(["fit", str(spring_data), "--out", str(run), "--horizon", "4", "--max-epochs", "1", "--quiet",
+                 "--set", "trainer.precision=bf16-mixed", "--set", "data.time_stride=2",
+                 "--set", "trainer.batches_per_epoch=2", "--set", "interpolator.val_members=2",
+                 "--set", "forecaster.val_members=2", *TINY_NETWORK]) == 0
+    for stage in ("interpolator", "forecaster"):
+        weights = load_file(str(run / f"{stage}.safetensors"))
+        assert all(tensor.dtype == torch.float32 and torch.isfinite(tensor).all() for tensor in weights.values())

@@ -178,3 +178,36 @@ def test_seed_determinism(name):
 
 def test_classes_exported():
     assert isinstance(small("convnet"), ConvNet) and isinstance(small("unet"), UNet)
+
+
+@pytest.mark.parametrize("p", [0.15, 0.5])
+def test_dropout_masks_have_the_bernoulli_law(p):
+    """Each element is kept independently with probability 1 - p and scaled by 1/(1 - p): the kept fraction of
+    10^6 ones lies within 5 binomial standard deviations of 1 - p, the survivors equal 1/(1 - p), the mean is
+    kept, and two draws differ; in eval mode (and at p = 0) the input comes back unchanged."""
+    from dyffusion.networks.dropout import Dropout
+
+    torch.manual_seed(0)
+    ones, n = torch.ones(1000, 1000), 1_000_000
+    layer = Dropout(p).train()
+    first, second = layer(ones), layer(ones)
+    kept = first != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * ((p * (1 - p) / n) ** 0.5)
+    assert torch.allclose(first[kept], torch.full_like(first[kept], 1 / (1 - p)))
+    assert not torch.equal(first, second)
+    # neighbours are independent: the kept fraction among the right neighbours of kept elements is still 1 - p
+    pairs = kept[:, :-1] & kept[:, 1:]
+    assert abs(pairs.float().sum().item() / kept[:, :-1].sum().item() - (1 - p)) < 5 * ((p * (1 - p) / (n * (1 - p))) ** 0.5)
+    assert layer.eval()(ones) is ones and Dropout(0.0).train()(ones) is ones
+    assert torch.equal(Dropout(1.0).train()(ones), torch.zeros_like(ones))
+
+
+def test_convnet_has_the_papers_layer_layout():
+    """The spring-mesh network's multiply-adds per grid point, counted by hand from the paper's layout (input
+    conv 9x9 from 5 channels to 64, then 7x7, 5x5 and 3x3 convs 64 -> 64, a 1x1 head to 4 channels), match
+    the convolution weights of ``ConvNet``."""
+    net = ConvNet(5, 4, width=64, kernel_sizes=(9, 7, 5, 3))
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.kernel_size[0] for m in convs] == [9, 7, 5, 3, 1]
+    by_hand = 5 * 64 * 81 + 64 * 64 * (49 + 25 + 9) + 64 * 4
+    assert sum(m.weight.numel() for m in convs) == by_hand

@@ -99,6 +99,8 @@ class SamplingConfig:
     refine: re-predict the intermediate lead times from the final forecast.
     members: ensemble size.
     max_batch: largest number of samples (initial conditions x members) in one network call.
+    precision: ``float32``, or ``bfloat16`` to run the networks under bfloat16 autocast (faster on CPUs with
+    bfloat16 instructions; the sampler's state stays float32).
     """
 
     sampler: str = "cold"
@@ -106,9 +108,12 @@ class SamplingConfig:
     refine: bool = True
     members: int = 20
     max_batch: int = 1024
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         _check_minimums("sampling", self, members=1, max_batch=1)
+        if self.precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"sampling.precision must be float32 or bfloat16, got {self.precision!r}")
 
 
 @dataclass

@@ -203,21 +203,24 @@ class Run:
         return run.to("cuda" if torch.cuda.is_available() else "cpu")
 
     def pipeline(self, sampler: str | None = None, steps=None, refine: bool | None = None,
-                 max_batch: int | None = None, ddim_steps: int | None = None) -> EnsemblePipeline:
+                 max_batch: int | None = None, ddim_steps: int | None = None,
+                 precision: str | None = None) -> EnsemblePipeline:
         """The method's sampler; ``sampler``, ``steps`` and ``refine`` are DYffusion's, ``ddim_steps`` DDPM/MCVD's."""
         sampling, baseline = self.config.sampling, self.config.baseline
         max_batch = max_batch or sampling.max_batch
+        precision = precision or sampling.precision
         boundary = self.spec.boundary()
         if self.method == "dyffusion":
             return DYffusionPipeline(
                 self.interpolator, self.forecaster, self.schedule, boundary,
                 sampler=sampler or sampling.sampler, steps=steps if steps is not None else sampling.steps,
-                refine=sampling.refine if refine is None else refine, max_batch=max_batch)
+                refine=sampling.refine if refine is None else refine, max_batch=max_batch, precision=precision)
         if self.method in ("dropout", "perturbation"):
             scale = (baseline.perturbation_scale or 0.0) if self.method == "perturbation" else 0.0
-            return MultiStepPipeline(self.forecaster, self.horizon, scale, self.method == "dropout", boundary, max_batch)
+            return MultiStepPipeline(self.forecaster, self.horizon, scale, self.method == "dropout", boundary, max_batch,
+                                     precision)
         return VideoDiffusionPipeline(self.models["denoiser"], noise_schedule(baseline, self.method),
-                                      ddim_steps or baseline.ddim_steps, boundary, max_batch, baseline.clip)
+                                      ddim_steps or baseline.ddim_steps, boundary, max_batch, baseline.clip, precision)
 
     def to(self, device: str | torch.device) -> "Run":
         for module in self.models.values():

@@ -433,6 +433,8 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
     trainer_config, horizon = config.trainer, config.data.horizon
     val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
     interpolator = build_models(config, spec)["interpolator"]
+    # A stage finished by an earlier process spent part of the budget before this one started.
+    spent_before = 0.0
     if stage in ("both", "interpolator") and not (resume and _finished(run, summary, "interpolator")):
         pl.seed_everything(trainer_config.seed, workers=True, verbose=False)
         module = InterpolatorModule(config.interpolator, spec.num_channels, spec.network_static_channels, horizon)
@@ -446,20 +448,24 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
         if not (run / "interpolator.safetensors").exists():
             raise RunError(f"{run} has no trained interpolator: run `dyffusion fit --stage interpolator` first")
         load_weights(interpolator, run / "interpolator.safetensors")
+        if stage == "both":
+            spent_before = summary["interpolator"].get("minutes", 0.0)
 
     if stage in ("both", "forecaster") and not (resume and _finished(run, summary, "forecaster")):
         pl.seed_everything(trainer_config.seed + 1, workers=True, verbose=False)
         module = ForecasterModule(config.forecaster, config.sampling, interpolator, spec.num_channels,
                                   spec.network_static_channels, horizon)
-        _train_stage(module, module.forecaster, "forecaster", run, trainer_config, _remaining(config, started),
+        _train_stage(module, module.forecaster, "forecaster", run, trainer_config,
+                     _remaining(config, started, spent_before),
                      config.forecaster.batch_size, _windows(train, spec, horizon, config.data.window_stride), val_windows,
                      quiet, trainer_config.seed + 1, summary, resume, loggers)
 
 
-def _remaining(config: ExperimentConfig, started: float) -> float | None:
+def _remaining(config: ExperimentConfig, started: float, spent_before: float = 0.0) -> float | None:
+    """Minutes of ``trainer.max_minutes`` left: less this process's time and ``spent_before`` (earlier ones')."""
     if not config.trainer.max_minutes:
         return None
-    return max(config.trainer.max_minutes - (time.monotonic() - started) / 60, 0.1)
+    return max(config.trainer.max_minutes - spent_before - (time.monotonic() - started) / 60, 0.1)
 
 
 def _fit_baseline(config: ExperimentConfig, spec: DataSpec, train: GriddedData, val: GriddedData, run: Path,

@@ -40,8 +40,8 @@ class MultiStepPipeline(EnsemblePipeline):
 
     def __init__(self, model: MultiStepForecaster, horizon: int, perturbation_scale: float = 0.0,
                  mc_dropout: bool = False, boundary_condition: BoundaryCondition = no_boundary_condition,
-                 max_batch: int = 1024):
-        super().__init__(horizon, boundary_condition, max_batch)
+                 max_batch: int = 1024, precision: str = "float32"):
+        super().__init__(horizon, boundary_condition, max_batch, precision)
         self.model, self.perturbation_scale, self.mc_dropout = model, perturbation_scale, mc_dropout
         self.sampler = "mc-dropout" if mc_dropout else f"perturbation (scale {perturbation_scale:g})"
 

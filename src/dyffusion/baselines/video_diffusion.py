@@ -44,8 +44,8 @@ class VideoDiffusionPipeline(EnsemblePipeline):
 
     def __init__(self, model: FrameStackDenoiser, schedule: NoiseSchedule, ddim_steps: int | None = None,
                  boundary_condition: BoundaryCondition = no_boundary_condition, max_batch: int = 1024,
-                 clip: float | None = None):
-        super().__init__(model.horizon, boundary_condition, max_batch)
+                 clip: float | None = None, precision: str = "float32"):
+        super().__init__(model.horizon, boundary_condition, max_batch, precision)
         self.model, self.schedule, self.ddim_steps, self.clip = model, schedule, ddim_steps, clip
         self.sampler = f"ddim ({ddim_steps} steps)" if ddim_steps else f"ancestral ({schedule.num_steps} steps)"
 

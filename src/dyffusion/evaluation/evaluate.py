@@ -134,6 +134,7 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
         "rollout": rollout,
         "sampler": pipeline.sampler,
         "sampling_steps": pipeline.sampling_steps,
+        "precision": pipeline.precision,
         "method": run.method,
         "network_evaluations": float(np.mean(evaluations)) * -(-rollout // run.horizon),
         "sampling_seconds": sampling_seconds,

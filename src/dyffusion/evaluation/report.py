@@ -277,7 +277,8 @@ def _protocol(metrics: dict) -> dict[str, str]:
 def _sampling_cost(metrics: dict) -> dict[str, str]:
     return {
         "sampler": f"{metrics['sampler']} over {metrics['sampling_steps']} diffusion steps per horizon, "
-                   f"{metrics['network_evaluations']:.0f} network evaluations per member and rollout",
+                   f"{metrics['network_evaluations']:.0f} network evaluations per member and rollout, "
+                   f"networks in {metrics.get('precision', 'float32')}",
         "sampling time": f"{metrics['sampling_seconds']:.1f} s in all, "
                          f"{metrics['sampling_seconds_per_initial_condition']:.2f} s per initial condition "
                          f"({metrics['members']} members)",

@@ -26,7 +26,8 @@ def forecaster_loss(forecaster, interpolator, batch: dict[str, torch.Tensor], ti
     moving = steps > 0  # at n = 0 the state is x_t itself
     if moving.any():
         with torch.no_grad():
-            state[moving] = interpolator(initial[moving], end[moving], time[moving], static[moving])
+            # .to: under bfloat16 autocast (trainer.precision bf16-mixed) the interpolator returns bfloat16
+            state[moving] = interpolator(initial[moving], end[moving], time[moving], static[moving]).to(state.dtype)
     forecast = forecaster(state, time, initial, steps / (num_steps - 1), static)
     l1 = masked_mean((forecast - end).abs(), valid)
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 class NetworkConfig:
     """Backbone settings shared by the interpolator and the forecaster.
 
-    name: ``"convnet"`` (the paper's spring-mesh residual conv net) or ``"unet"``.
+    name: ``"convnet"`` (the paper's spring-mesh conv net) or ``"unet"``.
     width: channels of the hidden layers (convnet) or of the first U-Net level.
-    kernel_sizes: convnet only, one residual block per kernel size.
+    kernel_sizes: convnet only, the input convolution's kernel, then one residual block per further kernel size.
     channel_multipliers: U-Net only, width multiplier per resolution level.
     blocks_per_level: U-Net only, residual blocks per level on the way down and up.
     dropout: rate of every dropout layer (the MC-dropout rate at inference).

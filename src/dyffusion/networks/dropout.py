@@ -1,6 +1,6 @@
 """Monte-Carlo dropout switch: the interpolator's only source of stochasticity at inference.
 
-The backbones use elementwise ``nn.Dropout`` (not ``Dropout2d``): on small grids (10x10 spring
+The backbones use elementwise dropout (not ``Dropout2d``): on small grids (10x10 spring
 mesh) with a few dozen channels, dropping whole feature maps perturbs the output coarsely and
 uniformly in space, whereas elementwise masks give spatially varying ensemble spread, which is
 what the DYffusion interpolator is effectively trained and sampled with.
@@ -8,7 +8,27 @@ what the DYffusion interpolator is effectively trained and sampled with.
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+
+
+class Dropout(nn.Dropout):
+    """Elementwise dropout whose masks come from ``torch.rand`` instead of ``bernoulli_``.
+
+    The same distribution (each element kept with probability 1 - p, kept ones scaled by 1/(1 - p)),
+    but on the CPU ``bernoulli_`` was about a quarter of a spring-mesh forecast's time (MC dropout draws
+    a mask for every member at every step), and a uniform draw and a comparison cost about half as much
+    (``benchmarks/speed.py flops``). Masks depend on the global seed as ``nn.Dropout``'s do.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return torch.zeros_like(x)
+        keep = torch.rand_like(x) >= self.p
+        return torch.where(keep, x * (1 / (1 - self.p)), 0.0)
+
 
 # Public dropout classes (all share the private base ``_DropoutNd``, which we avoid relying on).
 _DROPOUT_TYPES = (

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import Dropout
 from .embedding import FiLM, TimeEmbedding, batch_time
 
 
@@ -34,7 +35,7 @@ class ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(_num_groups(c_out), c_out)
         self.film = FiLM(emb_dim, c_out)
         self.act = nn.SiLU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, padding_mode=padding_mode)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 

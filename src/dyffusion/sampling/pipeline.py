@@ -22,8 +22,8 @@ class DYffusionPipeline(EnsemblePipeline):
     def __init__(self, interpolator: Interpolator, forecaster: Forecaster, schedule: StepSchedule,
                  boundary_condition: BoundaryCondition = no_boundary_condition, sampler: str = "cold",
                  steps: str | Sequence[float] = "all", refine: bool = True, max_batch: int = 1024,
-                 forecaster_dropout: bool = False):
-        super().__init__(schedule.horizon, boundary_condition, max_batch)
+                 forecaster_dropout: bool = False, precision: str = "float32"):
+        super().__init__(schedule.horizon, boundary_condition, max_batch, precision)
         self.interpolator, self.forecaster, self.schedule = interpolator, forecaster, schedule
         self.sampler, self.refine = sampler, refine
         self.steps = sampling_steps(schedule, steps)
