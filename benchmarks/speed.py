@@ -4,6 +4,7 @@ the authors' figures, and where the time of a forecast goes.
     python benchmarks/speed.py sampling [--repeats 5] [--members 50]
     python benchmarks/speed.py training [--repeats 7] [--sampling-repeats 5]
     python benchmarks/speed.py flops [--repeats 5] [--members 50] [--check-run RUN --check-data DATA]
+    python benchmarks/speed.py goal [--paper benchmarks/runs/paper] [--members 50] [--repeats 5] [--full]
 
 ``sampling``: one forecast of one horizon, 1 initial condition x ``members`` members, per method: DYffusion (cold
 sampler, all steps, refine), Dropout, Perturbation, DDPM and MCVD with their 1000 ancestral steps and with 20 DDIM
@@ -14,6 +15,10 @@ real LightningModule, backward, gradient clipping, AdamW) on the spring-mesh and
 float32 and under bfloat16 autocast (what ``trainer.precision: bf16-mixed`` runs); DYffusion's sampling time of
 "1 initial condition x 50 members" and "16 initial conditions x 20 members at 1 thread"; both beside the
 authors' figures in ``../shared/PEER_TIMINGS.md`` (a reference from a machine of the same kind, not side by side).
+
+``goal``: the trained spring-mesh runs of ``benchmarks/paper.py``: CRPS, MSE and SSR of DYffusion with all its
+steps and with evenly spaced subsets, and of DDPM and MCVD with their 1000 ancestral steps (and DDIM), on the test
+split (one horizon from each trajectory's first frame, ``--full``: whole trajectories), with the time of one forecast of each side by side: the speed-up goal checked together with its CRPS half.
 
 ``flops``: the FLOP/s the interpolator and the forecaster reach during a ``members``-member forecast against the
 dense peak of this process (a large matmul and a large conv2d), a torch.profiler table of where the time goes,
@@ -292,6 +297,93 @@ def run_sampling(args: argparse.Namespace) -> None:
         "here (nothing is trained): see the tables `benchmarks/paper.py` appends to this file (section \"The "
         "paper's comparison at CPU scale\", trained by another engineer's run; there DDPM and MCVD sample with DDIM "
         f"in {DDIM_STEPS} steps, the rows \"DDPM DDIM {DDIM_STEPS}\" and \"MCVD DDIM {DDIM_STEPS}\" above).\n")
+    append(lines)
+
+
+# --- the speed-up goal on trained networks: time and CRPS together ---------------------------------------------
+
+
+def goal_settings(run_dir: Path) -> dict[str, tuple[str, dict]]:
+    """name -> (method, pipeline options): DYffusion with all its steps and with fewer (from the run's schedule),
+    DDPM and MCVD with their 1000 ancestral steps and with DDIM."""
+    from dyffusion.run import Run
+
+    schedule = Run.load(run_dir / "dyffusion").schedule
+    last = schedule.last_step
+    settings = {"DYffusion, all steps": ("dyffusion", {"steps": "all"})}
+    for count in (4, 2):  # evenly spaced steps, the first and the last included
+        steps = sorted({round(last * k / (count - 1)) for k in range(count)})
+        settings[f"DYffusion, steps {','.join(map(str, steps))}"] = ("dyffusion", {"steps": steps})
+    for method in ("ddpm", "mcvd"):
+        settings[f"{method.upper()}, 1000 ancestral steps"] = (method, {"ddim_steps": None})
+        settings[f"{method.upper()}, DDIM {DDIM_STEPS}"] = (method, {"ddim_steps": DDIM_STEPS})
+    return settings
+
+
+def run_goal(args: argparse.Namespace) -> None:
+    from dyffusion.data.contract import open_gridded
+    from dyffusion.evaluation import evaluate, full_rollout
+    from dyffusion.run import Run
+
+    load_before = load_average()
+    runs, data_dir = args.paper / "runs" / "spring-mesh", args.paper / "data" / "spring-mesh"
+    if not (runs / "dyffusion" / "training.json").exists():
+        sys.exit(f"no trained runs in {runs}: run `python benchmarks/paper.py` first")
+    test = open_gridded(data_dir, "test")
+    settings = goal_settings(runs)
+    loaded = {method: Run.load(runs / method) for method in {method for method, _ in settings.values()}}
+    # ddim_steps None means "the config's", which is None (ancestral) for these runs: checked, not assumed.
+    assert all(loaded[m].config.baseline.ddim_steps is None for m in ("ddpm", "mcvd"))
+    scores = {}
+    for name, (method, options) in settings.items():
+        print(f"scoring {name}", flush=True)
+        run = loaded[method]
+        rollout = full_rollout(run, test) if args.full else run.horizon
+        scores[name] = evaluate(run, test, args.members, rollout, progress=False, pipeline_options=options,
+                                keep_example=False).metrics
+
+    # Side-by-side timing of one forecast (one horizon, 1 initial condition x 50 members), the settings in turns.
+    timings = {}
+    for name, (method, options) in settings.items():
+        run = loaded[method]
+        frames = test.subsample_time(run.spec.time_stride)
+        initial = run.spec.normalizer.normalize(torch.from_numpy(np.ascontiguousarray(frames.values[0, :1])))
+        static = torch.from_numpy(np.ascontiguousarray(run.spec.network_static(frames)[:1]))
+        pipeline = run.pipeline(**options)
+        timings[name] = lambda p=pipeline, i=initial, c=static: p.forecast(i, c, 50)
+    timed = interleaved(timings, args.repeats)
+
+    ancestral = [name for name in settings if "ancestral" in name]
+    ours = [name for name in settings if name.startswith("DYffusion")]
+    crps = {name: metrics["mean"]["crps"] for name, metrics in scores.items()}
+    # The fastest DYffusion setting whose CRPS is no worse than both 1000-step baselines (else the fastest at all).
+    no_worse = [name for name in ours if crps[name] <= min(crps[a] for a in ancestral)]
+    chosen = min(no_worse or ours, key=lambda name: statistics.median(timed[name]))
+    rows = ["| setting | network evaluations per member and rollout | CRPS | MSE | SSR | one forecast [s], median "
+            f"(range) | speed-up of `{chosen}` over it |", "|---|---|---|---|---|---|---|"]
+    for name, metrics in scores.items():
+        mean = metrics["mean"]
+        rows.append(f"| {name} | {metrics['network_evaluations']:.0f} | {mean['crps']:.4g} | {mean['mse']:.3g} | "
+                    f"{mean['ssr']:.3g} | {seconds(timed[name])} | "
+                    f"{'-' if name in ours else speed_up(timed[name], timed[chosen])} |")
+    ratios = {name: statistics.median(timed[name]) / statistics.median(timed[chosen]) for name in ancestral}
+    met = bool(no_worse) and min(ratios.values()) >= SPEED_UP_GOAL
+    lines = header("The speed-up goal on trained networks: time and CRPS together", load_before, [
+        f"runs: `{runs}` (trained by `python benchmarks/paper.py`, preset `demo`: h = {loaded['dyffusion'].horizon}), "
+        f"scored on `{data_dir}/test.nc`: {args.members} members, from the first frame of every trajectory, "
+        + ("whole trajectories" if args.full else "one horizon (1000-step rollouts of whole trajectories would take "
+                                                  "hours here: `--full`)"),
+        f"DYffusion's settings: all its steps, and evenly spaced subsets of them (fewer network evaluations); "
+        f"DDPM and MCVD: the paper's 1000 ancestral steps, and DDIM in {DDIM_STEPS} steps",
+        f"times: one forecast of one horizon (1 initial condition x 50 members) per setting, the settings taking turns, "
+        f"medians of {args.repeats} rounds after a warm-up round; speed-ups of the fastest DYffusion setting whose "
+        f"CRPS is no worse than both 1000-step baselines' (`{chosen}`{'' if no_worse else ': none is, so the fastest'})",
+    ]) + rows
+    lines.append(
+        f"\n**Goal ({SPEED_UP_GOAL}x faster than DDPM and MCVD with 1000 steps at a CRPS no worse) {verdict(met)}**: "
+        f"`{chosen}` is " + " and ".join(f"{ratio:.1f}x faster than {name}" for name, ratio in ratios.items())
+        + f"; its CRPS {crps[chosen]:.4g} against " + ", ".join(f"{crps[name]:.4g} ({name})" for name in ancestral)
+        + f" ({'no worse' if no_worse else 'worse'}).\n")
     append(lines)
 
 
@@ -697,8 +789,13 @@ def main() -> None:
     flops.add_argument("--check-run", type=Path, default=paper / "runs" / "spring-mesh" / "dyffusion")
     flops.add_argument("--check-data", type=Path, default=paper / "data" / "spring-mesh")
     flops.add_argument("--check-members", type=int, default=10)
+    goal = parts.add_parser("goal", help="time and CRPS of trained DYffusion settings against 1000-step DDPM/MCVD")
+    goal.add_argument("--paper", type=Path, default=paper, help="output directory of benchmarks/paper.py")
+    goal.add_argument("--members", type=int, default=50)
+    goal.add_argument("--repeats", type=int, default=5)
+    goal.add_argument("--full", action="store_true", help="score whole trajectories instead of one horizon")
     args = parser.parse_args()
-    {"sampling": run_sampling, "training": run_training, "flops": run_flops}[args.part](args)
+    {"sampling": run_sampling, "training": run_training, "flops": run_flops, "goal": run_goal}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from dyffusion.data.splits import SplitConfig
 from dyffusion.networks.config import NetworkConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
+SAMPLERS = ("cold", "naive", "heun")  # DYffusion's reverse processes (dyffusion.sampling.sampler)
+PRECISIONS = ("float32", "bfloat16")  # of the networks while sampling
 
 
 @dataclass
@@ -94,7 +96,7 @@ class ForecasterConfig:
 class SamplingConfig:
     """Inference defaults (each can be changed per call).
 
-    sampler: ``cold`` (Algorithm 2) or ``naive`` (Algorithm 1).
+    sampler: ``cold`` (Algorithm 2), ``naive`` (Algorithm 1) or ``heun`` (second order, see ``sample_horizon``).
     steps: which diffusion steps to visit: ``all``, ``dynamical``, ``every:m``, ``first:m`` or a list.
     refine: re-predict the intermediate lead times from the final forecast.
     members: ensemble size.
@@ -112,7 +114,9 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         _check_minimums("sampling", self, members=1, max_batch=1)
-        if self.precision not in ("float32", "bfloat16"):
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampling.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.precision not in PRECISIONS:
             raise ConfigError(f"sampling.precision must be float32 or bfloat16, got {self.precision!r}")
 
 

@@ -1,4 +1,4 @@
-"""The ``dyffusion`` command: data, validate-solver, fit, evaluate, forecast, animate, info, demo.
+"""The ``dyffusion`` command: data, validate-solver, fit, evaluate, frontier, forecast, animate, info, demo.
 
 Bad input ends with one line on stderr and exit code 2, never a traceback (``--debug`` shows it).
 """
@@ -12,7 +12,17 @@ import os
 import sys
 from pathlib import Path
 
-from dyffusion.config import MEMBER_DIMS, METHODS, ConfigError, available_presets, load_config, nested, parse_override
+from dyffusion.config import (
+    MEMBER_DIMS,
+    METHODS,
+    PRECISIONS,
+    SAMPLERS,
+    ConfigError,
+    available_presets,
+    load_config,
+    nested,
+    parse_override,
+)
 from dyffusion.data.contract import DataError
 
 USER_ERRORS = (ConfigError, DataError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
@@ -64,12 +74,14 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     _add_stream_option(parser)
     parser.add_argument("--members", type=int, help="ensemble size (default: the run's sampling.members)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks and noise")
-    parser.add_argument("--sampler", choices=["cold", "naive"], help="reverse process (default: the run's)")
+    parser.add_argument("--sampler", choices=SAMPLERS,
+                        help="DYffusion's reverse process: cold (Euler), naive or heun (second order, twice the "
+                             "network evaluations per step); default: the run's")
     parser.add_argument("--sampling-steps", help="all, dynamical, every:m, first:m, or a list like 0,0.5,1,3")
     parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                         help="re-predict intermediate lead times from the final forecast (default: the run's)")
     parser.add_argument("--ddim-steps", type=int, help="DDPM/MCVD: sample with DDIM in this many steps")
-    parser.add_argument("--precision", choices=["float32", "bfloat16"],
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="networks' precision: bfloat16 autocast is faster on CPUs with bfloat16 instructions "
                              "(default: the run's sampling.precision, float32)")
     parser.add_argument("--split", default="test",
@@ -172,7 +184,31 @@ def build_parser() -> argparse.ArgumentParser:
                           help="weight points by cos(latitude) (default: on when the data has a latitude coordinate)")
     evaluate.add_argument("--save-forecasts", nargs="?", const="forecasts.nc", metavar="FILE",
                           help="also write every forecast and its truth (default OUT/forecasts.nc; .zarr for zarr)")
+    evaluate.add_argument("--continuous", action="store_true",
+                          help="score a DYffusion run trained with data.time_stride > 1 at every stored frame of its "
+                               "first horizon: its interpolator at the real-valued lead times against linear "
+                               "interpolation in time of the same members' integer-time forecasts (continuous.json, "
+                               "continuous.md and continuous.png in OUT)")
     _add_sampling_options(evaluate)
+
+    frontier = commands.add_parser("frontier", help="DYffusion's speed-accuracy frontier: CRPS, MSE and SSR against "
+                                                    "network evaluations for each sampler over a range of schedules")
+    frontier.add_argument("run", type=Path, help="a DYffusion run directory")
+    frontier.add_argument("--data", type=Path, help="data file or directory (default: the one the run was trained on)")
+    frontier.add_argument("--out", type=Path, required=True,
+                          help="directory for frontier.json, frontier.md and frontier.png")
+    frontier.add_argument("--samplers", type=_texts, default=["cold", "heun"],
+                          help=f"comma-separated, of {', '.join(SAMPLERS)} (default cold,heun)")
+    frontier.add_argument("--members", type=int, default=20, help="ensemble size (default 20)")
+    frontier.add_argument("--split", default="test", help="train, val, test or all, as for evaluate (default: test)")
+    frontier.add_argument("--rollout", help="lead steps to score (default h; 'full' = whole trajectories)")
+    frontier.add_argument("--inits", type=int, help="number of initial conditions spread evenly over the split")
+    frontier.add_argument("--seed", type=int, default=0,
+                          help="seed of the dropout masks, the same for every setting (default 0)")
+    frontier.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                          help="re-predict intermediate lead times from the final forecast (default: the run's)")
+    _add_stream_option(frontier)
+    frontier.add_argument("--quiet", action="store_true", help="no progress bars or lines per setting")
 
     forecast = commands.add_parser("forecast", help="write ensemble forecasts as netCDF or zarr")
     forecast.add_argument("run", type=Path)
@@ -243,6 +279,19 @@ def _trained_on(run_dir: Path) -> Path | None:
     except (ValueError, AttributeError):
         raise RunError(f"{summary}: not the training summary a run writes; give --data") from None
     return Path(source) if source else None
+
+
+def _rollout(text: str | None, run, data, default: int) -> int:
+    """--rollout: a number of lead steps, 'full' (from a trajectory's first frame to its last) or None (default)."""
+    from dyffusion.evaluation import full_rollout
+
+    if text is None:
+        return default
+    if text == "full":
+        return full_rollout(run, data)
+    if not text.isdigit():
+        raise ValueError(f"--rollout takes a number of steps or 'full', got {text!r}")
+    return int(text)
 
 
 def _pipeline_options(args: argparse.Namespace) -> dict:
@@ -363,10 +412,36 @@ def _runs_to_compare(args: argparse.Namespace):
     return runs, data
 
 
+def _evaluate_continuous(args: argparse.Namespace) -> None:
+    """``evaluate --continuous``: one run's scores at every stored frame of its first horizon, in OUT/continuous.*."""
+    from dyffusion.evaluation.continuous import evaluate_continuous, verdict
+    from dyffusion.evaluation.report import write_continuous
+    from dyffusion.io import check_writable_directory
+
+    given = {"several runs": len(args.runs) > 1, "--rollout": args.rollout is not None,
+             "--save-forecasts": args.save_forecasts is not None,
+             "--devices and the like": bool(_process_options(args))}
+    if any(given.values()):
+        raise ValueError(f"--continuous scores the first horizon of one run in one process; drop "
+                         f"{', '.join(name for name, present in given.items() if present)}")
+    run, data = _run_data(argparse.Namespace(**{**vars(args), "run": args.runs[0]}))
+    out = args.out or args.runs[0] / f"eval-{args.split}"
+    check_writable_directory(out)
+    members = run.config.sampling.members if args.members is None else args.members
+    result = evaluate_continuous(run, data, members, args.inits, args.seed, _pipeline_options(args),
+                                 args.lat_weighting, progress=not args.quiet)
+    result["split"], result["data"] = args.split, data.source
+    paths = write_continuous(out, run, result, {"data": data.source, "split": args.split})
+    print(f"{verdict(result)} -> {paths['markdown']}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Scores, figures and reports of each run (in OUT/<run name> when several are compared, then the comparison's
-    figures and reports in OUT), all on the same data, initial conditions, ensemble size and rollout."""
-    from dyffusion.evaluation import check_forecast_path, evaluate, forecast_to_xarray, full_rollout, write_forecast
+    figures and reports in OUT), all on the same data, initial conditions, ensemble size and rollout; with
+    --continuous, :func:`_evaluate_continuous`."""
+    if args.continuous:
+        return _evaluate_continuous(args)
+    from dyffusion.evaluation import check_forecast_path, evaluate, forecast_to_xarray, write_forecast
     from dyffusion.evaluation.forecast import with_provenance
     from dyffusion.evaluation.report import comparison_report, evaluation_report, write_evaluation, write_score_figures
     from dyffusion.io import check_writable_directory
@@ -383,13 +458,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         check_writable_directory(out)
         if args.save_forecasts is not None:
             check_forecast_path(out / args.save_forecasts)
-    rollout = max(run.horizon for run in runs)  # one rollout for all: the longest horizon
-    if args.rollout == "full":
-        rollout = full_rollout(runs[0], data)
-    elif args.rollout is not None:
-        if not args.rollout.isdigit():
-            raise ValueError(f"--rollout takes a number of steps or 'full', got {args.rollout!r}")
-        rollout = int(args.rollout)
+    rollout = _rollout(args.rollout, runs[0], data, max(run.horizon for run in runs))  # one for all: the longest h
     members = runs[0].config.sampling.members if args.members is None else args.members
     shard = _processes(args, runs[0])
     compared = {}
@@ -421,6 +490,38 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         reports = comparison_report(f"Comparison of {len(compared)} runs", compared, figures,
                                     {"data": data.source, "split": args.split}).write(args.out)
         print(f"comparison of {len(compared)} runs -> {reports['markdown']}, {reports['html']}")
+
+
+def cmd_frontier(args: argparse.Namespace) -> None:
+    """Every (sampler, schedule) of the frontier scored on the same data, initial conditions and seed."""
+    from dyffusion.evaluation.frontier import (
+        check_samplers,
+        frontier_schedules,
+        measure_frontier,
+        pareto_front,
+        require_dyffusion,
+        write_frontier,
+    )
+    from dyffusion.io import check_writable_directory
+    from dyffusion.run import read_run_description
+
+    # Bad input is found before the networks are loaded and long before the last setting is scored.
+    check_samplers(args.samplers)
+    config, _ = read_run_description(args.run)
+    require_dyffusion(config.method, args.run)
+    check_writable_directory(args.out)
+    run, data = _run_data(args)
+    rollout = _rollout(args.rollout, run, data, run.horizon)
+    rows, shared = measure_frontier(run, data, args.samplers, frontier_schedules(run.schedule), args.members, rollout,
+                                    args.inits, args.seed, args.refine, progress=not args.quiet,
+                                    report=None if args.quiet else lambda line: print(line, flush=True))
+    context = {"run": str(args.run), "data": data.source, "split": args.split, **shared}
+    paths = write_frontier(args.out, rows, context, f"Speed-accuracy frontier of {args.run.resolve().name} "
+                                                    f"({args.split}, {shared['members']} members)")
+    front = "; ".join(f"{row.sampler} {row.schedule} ({row.network_evaluations:.0f}, CRPS {row.crps:.4g})"
+                      for row in pareto_front(rows))
+    print(f"Pareto front (network evaluations per member, CRPS): {front}")
+    print(f"frontier of {len(rows)} settings -> {paths['markdown']}, {paths['json'].name}, {paths['figure'].name}")
 
 
 def _forecast_inits(args: argparse.Namespace, run, data) -> list[tuple[int, int]]:
@@ -537,7 +638,8 @@ def _one_line(error: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"data": cmd_data, "fit": cmd_fit, "evaluate": cmd_evaluate, "forecast": cmd_forecast,
+    handler = {"data": cmd_data, "fit": cmd_fit, "evaluate": cmd_evaluate, "frontier": cmd_frontier,
+               "forecast": cmd_forecast,
                "animate": cmd_animate, "info": cmd_info, "demo": cmd_demo,
                "validate-solver": cmd_validate_solver}[args.command]
     try:

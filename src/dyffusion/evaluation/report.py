@@ -1,5 +1,6 @@
 """Figures and reports of evaluations: ``metrics.json``, PNG figures, ``report.md`` and a self-contained
-``report.html`` (figures embedded as data URIs, inline CSS, no network resource), for one run or a comparison.
+``report.html`` (figures embedded as data URIs, inline CSS, no network resource), for one run or a comparison;
+``continuous.*`` of a continuous-time evaluation.
 
 A report is a list of blocks (facts, tables, figures, code) that render to Markdown and to HTML alike.
 """
@@ -16,12 +17,14 @@ from typing import Callable
 
 import numpy as np
 
+from dyffusion.evaluation.continuous import METHODS, verdict
 from dyffusion.evaluation.evaluate import Example
 from dyffusion.io import atomic_path, write_json, write_text
 from dyffusion.plots import (
     plot_forecast_panels,
     plot_metrics_vs_lead_time,
     plot_rank_histogram,
+    plot_scores_at_fine_lead_times,
     plot_spread_skill,
     plot_spring_mesh,
 )
@@ -347,3 +350,57 @@ def comparison_report(title: str, runs: dict[str, tuple[Run, dict]], figures: di
                    ReportLink("its report: every figure and the scores at every lead time", Path(label)),
                    _config_block(run)]
     return Report(title, blocks)
+
+
+def _in_between_table(result: dict) -> Table:
+    """Means over the in-between lead times of both methods, and their ratio; the better mean marked."""
+    keys = ("crps", "crps_fair", "mse", "ssr")
+    means = result["in_between"]
+    rows = [[METHODS[method], *(_number(means[method][key]) for key in keys)] for method in METHODS]
+    rows.append(["ratio DYffusion / linear", *(_number(means["ratio"][key]) for key in keys)])
+    best = {(r, 1 + c) for c, key in enumerate(keys)
+            for r in _best_rows([means[method][key] for method in METHODS], 1.0 if key == "ssr" else None)}
+    return Table(["method", *(SCORE_NAMES[key] for key in keys)], rows, best)
+
+
+def _fine_lead_time_table(result: dict) -> Table:
+    columns = [(key, method) for key in ("crps", "mse", "ssr") for method in METHODS]
+    rows = [[f"{lead:g}", str(frames), "yes" if whole else "",
+             *(_number(result[method][key][i]) for key, method in columns)]
+            for i, (lead, frames, whole) in enumerate(zip(result["lead_times"], result["stored_frames"],
+                                                          result["integer"]))]
+    return Table(["lead time", "stored frames", "run's lead time",
+                  *(f"{SCORE_NAMES[key]} {method}" for key, method in columns)], rows)
+
+
+def write_continuous(out: Path, run: Run, result: dict, extra: dict | None = None) -> dict[str, Path]:
+    """``continuous.json``, ``continuous.png`` and ``continuous.md`` in ``out`` from :func:`evaluate_continuous`'s
+    ``result``; returns name -> path."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "continuous.json", "markdown": out / "continuous.md"}
+    write_json(paths["json"], result)
+    stride, horizon = result["time_stride"], result["horizon"]
+    title = f"Continuous time: {result['members']} members, {result['initial_conditions']} initial conditions"
+    paths["figure"] = _figure(out / "continuous.png", lambda file: plot_scores_at_fine_lead_times(
+        {METHODS[method]: result[method] for method in METHODS}, stride, file, title))
+    between = sum(not whole for whole in result["integer"])
+    report = Report(f"Continuous-time forecasts of {run.path}", [
+        Facts({**(extra or {}), **_run_facts(run),
+               "lead times": f"every stored frame of the first horizon, k / {stride} for k = 1..{stride * horizon} "
+                             f"({between} in between the run's {horizon} lead times); {result['lead_time_unit']}",
+               "methods": f"the same {result['members']} members (seed {result['seed']}, one sampling) from each of "
+                          f"{result['initial_conditions']} initial conditions on the run's grid: DYffusion's "
+                          f"interpolator at the real-valued lead times ({result['sampler']} sampler, "
+                          f"{result['sampling_steps']} steps, refine {result['refine']}), and each member's "
+                          f"integer-time forecasts, with the initial condition at 0, interpolated linearly in time",
+               "truth": "the stored frames; boundary conditions applied to every predicted frame of both methods",
+               "units": f"{result['units']}; area weighting: {result['area_weighting']}; CRPS estimators: "
+                        f"{result['crps_estimator']}"}),
+        Heading("Mean over the in-between lead times"), _in_between_table(result),
+        Facts({"ratio": result["ratio"], "marked": "the better method per column in bold: lower CRPS and MSE, SSR "
+                                                   "closer to 1", "conclusion": verdict(result)}),
+        Heading("Figure"), Figure("CRPS and MSE against the fine lead time", paths["figure"]),
+        Heading("Scores at every fine lead time"), _fine_lead_time_table(result),
+    ])
+    write_text(paths["markdown"], report.markdown(out))
+    return paths

@@ -1,4 +1,5 @@
-"""Report figures: scores vs lead time, forecast panels, spring-mesh ensembles, spread vs skill, rank histograms.
+"""Report figures: scores vs lead time, forecast panels, spring-mesh ensembles, spread vs skill, rank histograms,
+scores at fine (real-valued) lead times, the speed-accuracy frontier of the samplers.
 
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas, never through
 pyplot: no global figure registry (nothing leaks, nothing to close), no GUI backend, safe headless.
@@ -15,9 +16,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 __all__ = ["plot_metrics_vs_lead_time", "plot_forecast_panels", "plot_spring_mesh", "plot_spread_skill",
-           "plot_rank_histogram"]
+           "plot_rank_histogram", "plot_frontier", "plot_scores_at_fine_lead_times"]
 
 DPI = 120
 
@@ -270,4 +272,56 @@ def plot_rank_histogram(results: dict[str, dict], path) -> Path:
     ax.set_ylim(bottom=0)
     _annotate(ax, "rank of the truth among the members (0: below all, 1: above all)", "frequency / flat frequency",
               "Rank histogram (all lead times and valid points)")
+    return _save(fig, path)
+
+
+def plot_frontier(rows: Sequence[dict], front: Sequence[dict], path, title: str | None = None) -> Path:
+    """The speed-accuracy frontier: CRPS and SSR against network evaluations per member (log axis), one line per
+    sampler through its settings (each marked with its number of steps), the Pareto front of CRPS in black.
+    rows and front: dicts with ``sampler``, ``steps``, ``network_evaluations``, ``crps`` and ``ssr``."""
+    fig = _new_figure((11, 4.2))
+    crps_ax, ssr_ax = fig.subplots(1, 2)
+    for sampler in dict.fromkeys(row["sampler"] for row in rows):
+        mine = sorted((row for row in rows if row["sampler"] == sampler), key=lambda row: row["network_evaluations"])
+        for ax, key in ((crps_ax, "crps"), (ssr_ax, "ssr")):
+            shown = [row for row in mine if np.isfinite(row[key])]
+            cost, value = [row["network_evaluations"] for row in shown], [row[key] for row in shown]
+            line, = ax.plot(cost, value, marker="o", ms=4, lw=1.2, label=sampler)
+            for row, x, y in zip(shown, cost, value):
+                ax.annotate(str(len(row["steps"])), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6,
+                            color=line.get_color())
+    if front:
+        cost = [row["network_evaluations"] for row in front]
+        crps_ax.plot(cost, [row["crps"] for row in front], color="k", lw=1, ls="--", drawstyle="steps-post",
+                     marker="o", ms=9, mfc="none", label="Pareto front")
+    ssr_ax.axhline(1.0, color="k", ls="--", lw=1, label="ideal")
+    for ax in (crps_ax, ssr_ax):
+        ax.set_xscale("log")
+        # Plain numbers (20, 30, ...) rather than 2 x 10^1: a frontier often spans less than a decade.
+        ax.xaxis.set_major_formatter(LogFormatter())
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+    _annotate(crps_ax, "network evaluations per member and rollout", "CRPS", "CRPS (numbers: steps)")
+    _annotate(ssr_ax, "network evaluations per member and rollout", "spread-skill ratio", "SSR (1 is ideal)")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_scores_at_fine_lead_times(results: dict[str, dict], stride: int, path, title: str | None = None) -> Path:
+    """results: label -> ``LeadTimeScores.compute()`` dict over the fine lead times k / ``stride``. Panels CRPS and
+    MSE against the lead time; the integer lead times (the run's own) are marked on every line and by grid lines."""
+    fig = _new_figure((11, 3.8))
+    axes = fig.subplots(1, 2)
+    x = np.asarray(next(iter(results.values()))["lead_times"], dtype=float)
+    whole = np.flatnonzero(x == np.round(x))
+    for ax, (key, name) in zip(axes, [("crps", "CRPS"), ("mse", "MSE of the ensemble mean")]):
+        for label, scores in results.items():
+            ax.plot(x, _series(scores, key), lw=1.5, marker="o", ms=4, markevery=whole.tolist(), label=label)
+        for lead in x[whole]:
+            ax.axvline(lead, color="0.85", lw=0.8, zorder=0)
+        ax.set_xlim(0, x.max())
+        ax.set_ylim(bottom=0)
+        _annotate(ax, f"lead time in steps of {stride} stored frames (dots: the run's lead times)", name, name)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)

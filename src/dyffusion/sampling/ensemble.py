@@ -7,11 +7,10 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from dyffusion.config import PRECISIONS
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.interpolator.loss import masked_mean
 from dyffusion.metrics import crps_ensemble
-
-PRECISIONS = ("float32", "bfloat16")
 
 
 class EnsemblePipeline:
