@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import shutil
+import subprocess
 
 import pytest
 from matplotlib.animation import FFMpegWriter
@@ -54,6 +56,18 @@ def test_animation_of_a_forecast_file_with_bars_unless_quiet(tiny_run, spring_da
     assert "frame/s" in capfd.readouterr().err
     with Image.open(shown) as image:
         assert image.n_frames == 5 and image.size[1] > 2 * one_channel[1]  # a row per channel: 4 of them
+
+
+def test_mp4_with_ffmpeg_has_one_frame_per_lead_time(tiny_run, spring_data, tmp_path):
+    """Where ffmpeg is installed (not in CI), an MP4 holds one frame per lead time, as ffprobe counts them."""
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg is not installed")
+    out = tmp_path / "rollout.mp4"
+    assert main(["animate", str(tiny_run), "--data", str(spring_data), "--members", "3", "--steps", "7",
+                 "--out", str(out), "--quiet"]) == 0
+    counted = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                              "stream=nb_read_frames", "-of", "csv=p=0", str(out)], capture_output=True, text=True)
+    assert counted.returncode == 0 and int(counted.stdout.strip()) == 7
 
 
 @pytest.mark.parametrize("name,message", [("rollout.mp4", "needs ffmpeg"), ("rollout.png", ".gif or .mp4"),
@@ -130,6 +144,25 @@ def test_tensorboard_logs_beside_csv_and_the_stage_bar(spring_data, tmp_path, ca
     assert "val/crps" in tags
     # The logger is not part of the run's configuration: a resumed run may log elsewhere.
     assert main([*fit, "--resume", "--quiet"]) == 0
+
+
+def test_mlflow_and_wandb_log_offline_into_the_run(spring_data, tmp_path, monkeypatch):
+    """With the extras installed (not in CI: ``pip install 'dyffusion[mlflow,wandb]'``), both stages' validation
+    scores reach MLflow's SQLite store and W&B writes an offline run, all inside RUN/logs."""
+    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    for variable in ("MLFLOW_TRACKING_URI", "WANDB_MODE"):
+        monkeypatch.delenv(variable, raising=False)
+    run = tmp_path / "run"
+    assert main(["fit", str(spring_data), "--out", str(run), "--horizon", "4", "--max-epochs", "1", "--quiet",
+                 "--set", "data.time_stride=2", "--set", "trainer.batches_per_epoch=2",
+                 "--set", "interpolator.val_members=2", "--set", "forecaster.val_members=2", *TINY_NETWORK,
+                 "--logger", "mlflow,wandb"]) == 0
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run / 'logs' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dyffusion").experiment_id])
+    assert {entry.info.run_name for entry in runs} == {"run/interpolator", "run/forecaster"}
+    assert all("val/crps" in entry.data.metrics for entry in runs)
+    assert list((run / "logs" / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
 @pytest.mark.parametrize("quiet", [True, False])

@@ -181,7 +181,7 @@ def check_loggers(names: Sequence[str]) -> None:
 def _stage_loggers(names: Sequence[str], run: Path, stage: str) -> list[Logger]:
     """The loggers of one training attempt of ``stage``. CSV and TensorBoard files go to RUN/logs/STAGE/version_N
     (N: the attempt); Weights & Biases runs offline into RUN/logs/wandb unless WANDB_MODE says otherwise; MLflow
-    writes a file store in RUN/logs/mlruns unless MLFLOW_TRACKING_URI names a server."""
+    writes RUN/logs/mlflow.db (SQLite) unless MLFLOW_TRACKING_URI names another store or a server."""
     logs = run / "logs"
     # version_0, then a new version per resumed attempt (Lightning would empty an existing version's log), shared by
     # the file loggers of the attempt.
@@ -192,7 +192,11 @@ def _stage_loggers(names: Sequence[str], run: Path, stage: str) -> list[Logger]:
         "tensorboard": lambda: TensorBoardLogger(logs, name=stage, version=version, default_hp_metric=False),
         "wandb": lambda: WandbLogger(name=title, save_dir=logs, project="dyffusion",
                                      offline="WANDB_MODE" not in os.environ),
-        "mlflow": lambda: MLFlowLogger(experiment_name="dyffusion", run_name=title, save_dir=str(logs / "mlruns")),
+        # A SQLite store: MLflow 3 refuses its file store (./mlruns) unless told to allow it.
+        "mlflow": lambda: MLFlowLogger(
+            experiment_name="dyffusion", run_name=title,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(logs / 'mlflow.db').resolve()}",
+            artifact_location=(logs / "mlflow-artifacts").resolve().as_uri()),
     }
     return [makers[name]() for name in dict.fromkeys(names)]
 

@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override any config value, e.g. --set interpolator.network.dropout=0.2")
     fit.add_argument("--logger", action="append", type=_texts, metavar="NAME[,NAME]",
                      help="where the training curves go, repeatable: csv (default; RUN/logs), tensorboard, wandb "
-                          "(offline unless WANDB_MODE is set) or mlflow (RUN/logs/mlruns unless MLFLOW_TRACKING_URI "
+                          "(offline unless WANDB_MODE is set) or mlflow (RUN/logs/mlflow.db unless MLFLOW_TRACKING_URI "
                           "is set); all but csv are extras: pip install 'dyffusion[NAME]'")
     fit.add_argument("--quiet", action="store_true")
 
