@@ -2,13 +2,14 @@
 trains (preset ``demo``: every 8th stored frame, h = 16) forecasts the 7 stored frames between each pair of its
 lead times with its interpolator, against linear interpolation in time of the same members' integer-time forecasts.
 
-    python benchmarks/continuous.py [--members 20] [--inits 16] [--seed 0] [--run DIR] [--data DIR] [--out DIR]
+    python benchmarks/continuous.py [--members 20] [--inits 16] [--seed 0] [--refine] [--run DIR] [--data DIR]
+                                    [--out DIR]
 
 Scores the test split at every stored frame of the first horizon (k / 8 for k = 1..128) from ``--inits`` initial
 conditions spread evenly over its trajectories, both methods from one sampling of the same members, the run's
 sampler settings as trained (nothing tuned here). Writes continuous.json, continuous.md and continuous.png to OUT
-(default RUN/eval-test) and appends a section to ``benchmarks/RESULTS.md`` that ends in whether the interpolated
-lead times beat linear interpolation, with the numbers.
+(default RUN/eval-test, with --refine RUN/eval-test-refine) and appends a section to ``benchmarks/RESULTS.md`` that
+ends in whether the interpolated lead times beat linear interpolation, with the numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dyffusion.evaluation.continuous import METHODS, evaluate_continuous, verdic
 from dyffusion.evaluation.report import write_continuous
 from dyffusion.run import Run
 
-PAPER = Path(__file__).parent / "runs" / "paper"
+# Relative to the working directory where it can be, so that RESULTS.md names the files portably.
+PAPER = Path(os.path.relpath(Path(__file__).parent / "runs" / "paper"))
 SCORES = (("crps", "CRPS"), ("mse", "MSE"), ("ssr", "SSR"))
 
 
@@ -56,7 +58,10 @@ def main() -> None:
                         help="the DYffusion run (default: the spring-mesh run of benchmarks/paper.py)")
     parser.add_argument("--data", type=Path, default=PAPER / "data" / "spring-mesh",
                         help="its data directory, of which test.nc is scored (default: benchmarks/paper.py's)")
-    parser.add_argument("--out", type=Path, help="directory of continuous.* (default RUN/eval-test)")
+    parser.add_argument("--out", type=Path,
+                        help="directory of continuous.* (default RUN/eval-test, with --refine RUN/eval-test-refine)")
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                        help="re-predict the integer lead times from the final forecast too (default: the run's)")
     args = parser.parse_args()
     if not (args.run / "forecaster.safetensors").exists():
         sys.exit(f"{args.run} holds no trained DYffusion run: train it with python benchmarks/paper.py first")
@@ -64,9 +69,11 @@ def main() -> None:
     load_before = load_average()
     run = Run.load(args.run)
     test = open_gridded(args.data, "test")
-    result = evaluate_continuous(run, test, args.members, args.inits, args.seed, progress=True)
+    result = evaluate_continuous(run, test, args.members, args.inits, args.seed, {"refine": args.refine},
+                                 progress=True)
     result["split"], result["data"] = "test", test.source
-    paths = write_continuous(args.out or args.run / "eval-test", run, result, {"data": test.source, "split": "test"})
+    out = args.out or args.run / ("eval-test-refine" if args.refine else "eval-test")
+    paths = write_continuous(out, run, result, {"data": test.source, "split": "test"})
 
     stride, horizon, means = result["time_stride"], result["horizon"], result["in_between"]
     between = sum(not whole for whole in result["integer"])
@@ -79,7 +86,9 @@ def main() -> None:
         f"- run: `{args.run}` (a step of {stride} stored frames, h = {horizon}), data `{test.source}`; "
         f"{result['members']} members from each of {result['initial_conditions']} initial conditions, seed "
         f"{result['seed']}; {result['sampler']} sampler over {result['sampling_steps']} steps, refine "
-        f"{result['refine']} (the run's settings); {result['network_evaluations']:.0f} network evaluations per "
+        f"{result['refine']} ({'the run' if args.refine is None else 'this command'}'s setting; with refine off "
+        "the integer lead times are the sampling loop's states, with it on they and the in-between ones are all "
+        f"I(x_t, final forecast, time)); {result['network_evaluations']:.0f} network evaluations per "
         f"member, {result['sampling_seconds']:.3g} s of sampling",
         f"- protocol: every stored frame of the first horizon, lead times k / {stride} for k = 1..{stride * horizon} "
         f"({between} between the run's lead times), scored against the stored frames; DYffusion: one forecast at all "

@@ -18,7 +18,8 @@ authors' figures in ``../shared/PEER_TIMINGS.md`` (a reference from a machine of
 
 ``goal``: the trained spring-mesh runs of ``benchmarks/paper.py``: CRPS, MSE and SSR of DYffusion with all its
 steps and with evenly spaced subsets, and of DDPM and MCVD with their 1000 ancestral steps (and DDIM), on the test
-split (one horizon from each trajectory's first frame, ``--full``: whole trajectories), with the time of one forecast of each side by side: the speed-up goal checked together with its CRPS half.
+split (one horizon from each trajectory's first frame, ``--full``: whole trajectories), with the time of one
+forecast of each side by side: the speed-up goal checked together with its CRPS half.
 
 ``flops``: the FLOP/s the interpolator and the forecaster reach during a ``members``-member forecast against the
 dense peak of this process (a large matmul and a large conv2d), a torch.profiler table of where the time goes,

@@ -13,19 +13,20 @@ from torch import Tensor, nn
 
 
 class Dropout(nn.Dropout):
-    """Elementwise dropout whose masks come from ``torch.rand`` instead of ``bernoulli_``.
+    """Elementwise dropout whose MC-dropout masks at inference come from ``torch.rand`` instead of ``bernoulli_``.
 
-    The same distribution (each element kept with probability 1 - p, kept ones scaled by 1/(1 - p)),
-    but on the CPU ``bernoulli_`` was about a quarter of a spring-mesh forecast's time (MC dropout draws
-    a mask for every member at every step), and a uniform draw and a comparison cost about half as much
-    (``benchmarks/speed.py flops``). Masks depend on the global seed as ``nn.Dropout``'s do.
+    The same distribution (each element kept with probability 1 - p, kept ones scaled by 1/(1 - p)).
+    On the CPU ``bernoulli_`` was about a quarter of a spring-mesh forecast's time (MC dropout draws a
+    mask for every member at every step); a uniform draw and a comparison make the forecast 1.11x faster
+    (``benchmarks/speed.py flops``). With autograd on (training) PyTorch's fused dropout is used: its
+    backward reuses the mask and is faster there. Masks depend on the global seed as ``nn.Dropout``'s do.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.p == 1:
-            return torch.zeros_like(x)
+        if torch.is_grad_enabled() or self.p == 1:
+            return super().forward(x)
         keep = torch.rand_like(x) >= self.p
         return torch.where(keep, x * (1 / (1 - self.p)), 0.0)
 
