@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from results import append, machine
+from results import append, chosen_systems, machine
 
 from dyffusion.config import ExperimentConfig, load_config, nested
 from dyffusion.data.contract import open_gridded
@@ -258,10 +258,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results directory (default benchmarks/runs/paper[-quick])")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, of " + ", ".join(SYSTEMS))
     args = parser.parse_args()
-    names = [name.strip() for name in args.systems.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SYSTEMS]
-    if unknown or not names:
-        parser.error(f"--systems: unknown {unknown}; choose from {', '.join(SYSTEMS)}")
+    names = chosen_systems(parser, args.systems, SYSTEMS)
     budget = args.budget_minutes if args.budget_minutes is not None else (
         QUICK_BUDGET_MINUTES if args.quick else BUDGET_MINUTES)
     members = QUICK_MEMBERS if args.quick else MEMBERS

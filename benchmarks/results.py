@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -12,6 +14,16 @@ RESULTS = Path(__file__).parent / "RESULTS.md"
 
 def machine() -> str:
     return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def chosen_systems(parser: argparse.ArgumentParser, text: str, known: Iterable[str]) -> list[str]:
+    """The comma-separated names of ``--systems``, each one of ``known`` (else the parser's one-line error)."""
+    known = list(known)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        parser.error(f"--systems: unknown {unknown}; choose from {', '.join(known)}")
+    return names
 
 
 def append(lines: list[str]) -> None:
