@@ -23,7 +23,8 @@ forecast of each side by side: the speed-up goal checked together with its CRPS 
 
 ``flops``: the FLOP/s the interpolator and the forecaster reach during a ``members``-member forecast against the
 dense peak of this process (a large matmul and a large conv2d), a torch.profiler table of where the time goes,
-then variants side by side: no_grad or autograd instead of inference mode, channels-last, bfloat16 autocast,
+then variants side by side: no_grad or autograd instead of inference mode, NCHW weights instead of
+channels-last, bfloat16 autocast,
 torch.compile, ``nn.Dropout``'s bernoulli masks instead of ours. ``--check-run`` (a trained DYffusion run, by
 default the spring-mesh one of ``benchmarks/paper.py``) scores CRPS in float32 and in bfloat16 on the same test
 data and seed.
@@ -198,21 +199,9 @@ class Bfloat16Autocast(nn.Module):
             return self.network(*inputs).float()
 
 
-def channels_last(network: nn.Module) -> nn.Module:
-    return copy.deepcopy(network).to(memory_format=torch.channels_last)
-
-
-class ChannelsLastInputs(nn.Module):
-    """A network whose image inputs are made channels-last (weights untouched): every convolution then runs
-    channels-last, as converting the input inside ``ConvNet.forward`` would; its output is made contiguous."""
-
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
-        return self.network(*inputs).contiguous()
+def contiguous_weights(network: nn.Module) -> nn.Module:
+    """A copy in PyTorch's default (NCHW) memory format, where ``build_network`` makes the weights channels-last."""
+    return copy.deepcopy(network).to(memory_format=torch.contiguous_format)
 
 
 def bernoulli_dropout(network: nn.Module) -> nn.Module:
@@ -233,19 +222,16 @@ def variant_pipeline(pipeline: DYffusionPipeline, change: Callable[[nn.Module], 
 
 # name -> (how each network is changed, the grad mode the sampler runs in)
 VARIANTS = {
-    "as in src/ (inference mode)": (lambda network: network, torch.inference_mode),
+    "as in src/ (inference mode, channels-last weights)": (lambda network: network, torch.inference_mode),
     "no_grad instead of inference mode": (lambda network: network, torch.no_grad),
     "autograd on (neither)": (lambda network: network, torch.enable_grad),
-    "channels-last weights": (channels_last, torch.inference_mode),
-    "channels-last inputs": (ChannelsLastInputs, torch.inference_mode),
+    "NCHW weights (PyTorch's default layout)": (contiguous_weights, torch.inference_mode),
     "bfloat16 autocast, float32 outputs": (lambda network: Bfloat16Autocast(copy.deepcopy(network)), torch.inference_mode),
-    "channels-last weights + bfloat16 autocast": (lambda network: Bfloat16Autocast(channels_last(network)),
-                                                  torch.inference_mode),
     "torch.compile": (lambda network: torch.compile(copy.deepcopy(network)), torch.inference_mode),
     "nn.Dropout (bernoulli_ masks)": (bernoulli_dropout, torch.inference_mode),
 }
 BASELINE = next(iter(VARIANTS))
-PROPOSED = "channels-last weights + bfloat16 autocast"
+PROPOSED = "bfloat16 autocast, float32 outputs"
 
 
 # --- sampling: DYffusion against the baselines ----------------------------------------------------------------
@@ -400,12 +386,11 @@ def random_batch(system: System, horizon: int, batch_size: int, **flags) -> dict
     return next(iter(DataLoader(WindowDataset(values, identity, static, horizon, **flags), batch_size)))
 
 
-# name -> (the context around training_step, the memory format of the weights)
+# name -> (the context around training_step, the memory format of the weights); src/ builds them channels-last
 TRAINING_VARIANTS = {
-    "float32": (nullcontext, torch.contiguous_format),
-    "bfloat16 autocast": (bfloat16_autocast, torch.contiguous_format),
-    "channels-last weights": (nullcontext, torch.channels_last),
-    "channels-last weights + bfloat16 autocast": (bfloat16_autocast, torch.channels_last),
+    "float32": (nullcontext, torch.channels_last),
+    "bfloat16 autocast": (bfloat16_autocast, torch.channels_last),
+    "NCHW weights": (nullcontext, torch.contiguous_format),
 }
 
 
@@ -528,11 +513,12 @@ def run_training(args: argparse.Namespace) -> None:
         f"training: per preset and stage, the real LightningModule's training_step, backward, gradient clipping "
         f"{config.trainer.gradient_clip:g} and AdamW on one batch of random windows (presets' batch sizes, "
         f"h = {config.data.horizon} and {NAVIER_STOKES.config.data.horizon}); variants: bfloat16 autocast around "
-        "training_step (what `trainer.precision: bf16-mixed` does), weights in channels-last memory format; all "
+        "training_step (what `trainer.precision: bf16-mixed` does), weights in PyTorch's default NCHW memory format "
+        "instead of src/'s channels-last; all "
         f"interleaved, medians of {args.repeats} steps after a warm-up round",
         f"sampling: `DYffusionPipeline.forecast` with the `{SPRING_MESH.preset}` preset ({network_text(config)}, all "
-        f"{config.data.horizon} steps, cold, refine), untrained networks, as in src/ and with the networks in "
-        "channels-last under bfloat16 autocast (the `flops` part compares such variants side by side); medians of "
+        f"{config.data.horizon} steps, cold, refine), untrained networks, as in src/ (float32, channels-last weights) "
+        "and under bfloat16 autocast (`sampling.precision: bfloat16`); medians of "
         f"{args.sampling_repeats} interleaved repeats",
         f"arithmetic per network pass and sample (spring mesh, interpolator): ours {ours_flops / 1e6:.1f} MFLOP "
         f"(FlopCounterMode), theirs {theirs_flops / 1e6:.1f} MFLOP (counted from their layer shapes: the same layout, "
@@ -595,8 +581,7 @@ def dense_peaks(repeats: int) -> dict[str, float]:
     return {name: work[name][0] / statistics.median(values) / 1e9 for name, values in timings.items()}
 
 
-FORWARD_VARIANTS = (BASELINE, "channels-last weights", "channels-last inputs", "bfloat16 autocast, float32 outputs",
-                    PROPOSED)
+FORWARD_VARIANTS = (BASELINE, "NCHW weights (PyTorch's default layout)", PROPOSED)
 
 
 def forward_rows(repeats: int) -> list[str]:

@@ -199,6 +199,11 @@ def test_dropout_masks_have_the_bernoulli_law(p):
     # neighbours are independent: the kept fraction among the right neighbours of kept elements is still 1 - p
     pairs = kept[:, :-1] & kept[:, 1:]
     assert abs(pairs.float().sum().item() / kept[:, :-1].sum().item() - (1 - p)) < 5 * ((p * (1 - p) / (n * (1 - p))) ** 0.5)
+    values = torch.randn(1000, 1000)
+    with torch.no_grad():
+        dropped = layer.train()(values)
+    survivors = dropped != 0
+    assert torch.allclose(dropped[survivors], values[survivors] / (1 - p))
     assert layer.eval()(ones) is ones and Dropout(0.0).train()(ones) is ones
     with torch.no_grad():
         assert torch.equal(Dropout(1.0).train()(ones), torch.zeros_like(ones))
@@ -213,3 +218,23 @@ def test_convnet_has_the_papers_layer_layout():
     assert [m.kernel_size[0] for m in convs] == [9, 7, 5, 3, 1]
     by_hand = 5 * 64 * 81 + 64 * 64 * (49 + 25 + 9) + 64 * 4
     assert sum(m.weight.numel() for m in convs) == by_hand
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_last_weights_compute_the_same_function(name):
+    """``build_network`` stores the convolution weights channels-last (faster on the CPU); the same weights in
+    PyTorch's default layout give the same outputs up to float32 rounding, and the outputs keep their shape."""
+    import copy
+
+    torch.manual_seed(0)
+    net = small(name)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    default_layout = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    assert not convs[0].weight.is_contiguous() and next(
+        m for m in default_layout.modules() if isinstance(m, nn.Conv2d)).weight.is_contiguous()
+    x, time = torch.randn(4, 3, 13, 7), torch.rand(4)
+    with torch.no_grad():
+        ours, reference = net(x, time), default_layout(x, time)
+    assert ours.shape == reference.shape == (4, 2, 13, 7)
+    assert torch.allclose(ours, reference, atol=1e-5 * reference.abs().max().item())
