@@ -386,18 +386,20 @@ def random_batch(system: System, horizon: int, batch_size: int, **flags) -> dict
     return next(iter(DataLoader(WindowDataset(values, identity, static, horizon, **flags), batch_size)))
 
 
-# name -> (the context around training_step, the memory format of the weights); src/ builds them channels-last
+# name -> (the context around training_step, the memory format of the weights, how the networks are changed);
+# src/ builds these networks channels-last
 TRAINING_VARIANTS = {
-    "float32": (nullcontext, torch.channels_last),
-    "bfloat16 autocast": (bfloat16_autocast, torch.channels_last),
-    "NCHW weights": (nullcontext, torch.contiguous_format),
+    "float32": (nullcontext, torch.channels_last, lambda network: network),
+    "bfloat16 autocast": (bfloat16_autocast, torch.channels_last, lambda network: network),
+    "NCHW weights": (nullcontext, torch.contiguous_format, lambda network: network),
+    "nn.Dropout (fused)": (nullcontext, torch.channels_last, bernoulli_dropout),
 }
 
 
 def training_step(system: System, stage: str, variant: str) -> tuple[Callable[[], None], int]:
     """One optimisation step of ``stage`` as Lightning's automatic optimisation runs it (``bfloat16 autocast``
     as ``trainer.precision: bf16-mixed`` runs it), and the batch size."""
-    precision, memory_format = TRAINING_VARIANTS[variant]
+    precision, memory_format, change = TRAINING_VARIANTS[variant]
     torch.manual_seed(0)
     config = system.config
     horizon, channels, static_channels = config.data.horizon, system.channels, system.static_channels
@@ -413,7 +415,7 @@ def training_step(system: System, stage: str, variant: str) -> tuple[Callable[[]
             interpolator = Bfloat16Autocast(interpolator)
         module = ForecasterModule(config.forecaster, config.sampling, interpolator, channels, static_channels, horizon)
         batch_size, flags = config.forecaster.batch_size, {}
-    module.to(memory_format=memory_format)
+    module = change(module).to(memory_format=memory_format)
     batch = random_batch(system, horizon, batch_size, **flags)
     optimizer = module.configure_optimizers()
     module.train()
@@ -514,7 +516,7 @@ def run_training(args: argparse.Namespace) -> None:
         f"{config.trainer.gradient_clip:g} and AdamW on one batch of random windows (presets' batch sizes, "
         f"h = {config.data.horizon} and {NAVIER_STOKES.config.data.horizon}); variants: bfloat16 autocast around "
         "training_step (what `trainer.precision: bf16-mixed` does), weights in PyTorch's default NCHW memory format "
-        "instead of src/'s channels-last; all "
+        "instead of src/'s channels-last, PyTorch's fused dropout (`nn.Dropout`) instead of src/'s masks; all "
         f"interleaved, medians of {args.repeats} steps after a warm-up round",
         f"sampling: `DYffusionPipeline.forecast` with the `{SPRING_MESH.preset}` preset ({network_text(config)}, all "
         f"{config.data.horizon} steps, cold, refine), untrained networks, as in src/ (float32, channels-last weights) "

@@ -204,6 +204,12 @@ def test_dropout_masks_have_the_bernoulli_law(p):
         dropped = layer.train()(values)
     survivors = dropped != 0
     assert torch.allclose(dropped[survivors], values[survivors] / (1 - p))
+    # with autograd on (training): the same law, and the gradient is the mask scaled by 1/(1 - p)
+    leaf = torch.ones(1000, 1000, requires_grad=True)
+    trained = layer(leaf)
+    trained.sum().backward()
+    assert abs((trained != 0).float().mean().item() - (1 - p)) < 5 * ((p * (1 - p) / n) ** 0.5)
+    assert torch.equal(leaf.grad, trained.detach())
     assert layer.eval()(ones) is ones and Dropout(0.0).train()(ones) is ones
     with torch.no_grad():
         assert torch.equal(Dropout(1.0).train()(ones), torch.zeros_like(ones))
@@ -222,8 +228,9 @@ def test_convnet_has_the_papers_layer_layout():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_channels_last_weights_compute_the_same_function(name):
-    """``build_network`` stores the convolution weights channels-last (faster on the CPU); the same weights in
-    PyTorch's default layout give the same outputs up to float32 rounding, and the outputs keep their shape."""
+    """``build_network`` stores the convolution weights channels-last (faster on the CPU) for state-sized
+    inputs and outputs, and not when they carry more than 4 x width channels; the same weights in PyTorch's
+    default layout give the same outputs up to float32 rounding, and the outputs keep their shape."""
     import copy
 
     torch.manual_seed(0)
@@ -238,3 +245,5 @@ def test_channels_last_weights_compute_the_same_function(name):
         ours, reference = net(x, time), default_layout(x, time)
     assert ours.shape == reference.shape == (4, 2, 13, 7)
     assert torch.allclose(ours, reference, atol=1e-5 * reference.abs().max().item())
+    wide_input = build_network(NetworkConfig(name=name, width=8, time_embedding_dim=16), 33, 2)
+    assert all(m.weight.is_contiguous() for m in wide_input.modules() if isinstance(m, nn.Conv2d))

@@ -13,23 +13,25 @@ from torch import Tensor, nn
 
 
 class Dropout(nn.Dropout):
-    """Elementwise dropout whose MC-dropout masks at inference come from ``torch.rand`` instead of ``bernoulli_``.
+    """Elementwise dropout whose masks come from ``torch.rand`` compared in place, instead of ``bernoulli_``.
 
-    The same distribution (each element kept with probability 1 - p, kept ones scaled by 1/(1 - p)).
-    On the CPU ``bernoulli_`` was about a quarter of a spring-mesh forecast's time (MC dropout draws a
-    mask for every member at every step); a uniform draw compared in place is cheaper
-    (``benchmarks/speed.py flops``). With autograd on (training) PyTorch's fused dropout is used: its
-    backward reuses the mask and is faster there. Masks depend on the global seed as ``nn.Dropout``'s do.
+    The same distribution (each element kept with probability 1 - p, kept ones scaled by 1/(1 - p)). On the
+    CPU, MC dropout's masks were about a quarter of a spring-mesh forecast's time (a mask for every member at
+    every step); the float mask made in place on the uniform draw needs no boolean tensor and no ``torch.where``
+    and is faster than ``bernoulli_`` at inference and than PyTorch's fused dropout in training
+    (``benchmarks/speed.py`` flops and training, variants ``nn.Dropout``). Masks depend on the global seed as
+    ``nn.Dropout``'s do.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        if torch.is_grad_enabled() or self.p == 1:
+        if self.p == 1:
             return super().forward(x)
-        # In place on the draw: the mask stays float (1 kept, 0 dropped), so no boolean tensor and no
-        # torch.where, which took twice as long as the draw itself. Equal to where(keep, x / (1 - p), 0) bit for bit.
-        return torch.rand_like(x).ge_(self.p).mul_(x).mul_(1 / (1 - self.p))
+        mask = torch.rand_like(x).ge_(self.p)  # 1.0 kept, 0.0 dropped
+        if torch.is_grad_enabled():
+            return x * mask.mul_(1 / (1 - self.p))  # backward multiplies by the saved mask
+        return mask.mul_(x).mul_(1 / (1 - self.p))
 
 
 # Public dropout classes (all share the private base ``_DropoutNd``, which we avoid relying on).

@@ -21,8 +21,8 @@ class EnsemblePipeline:
     memory does not grow with the ensemble size. ``network_evaluations`` counts network calls per
     forecast sample (one initial condition x one member x one horizon) of the last ``forecast``.
     ``precision``: ``bfloat16`` runs the networks under bfloat16 autocast (their outputs, and so the sampler's
-    state, stay float32); on CPUs with bfloat16 instructions a forecast is about 1.26x faster at an unchanged
-    CRPS (``benchmarks/RESULTS.md``; 1.42x with channels-last weights, not done here), elsewhere it may be slower.
+    state, stay float32); on CPUs with bfloat16 instructions a forecast is about 1.3x faster at a CRPS within
+    the spread of seeds (``benchmarks/RESULTS.md``), elsewhere it may be slower.
     """
 
     sampler = "direct"
