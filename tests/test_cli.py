@@ -187,3 +187,19 @@ def test_bfloat16_mixed_precision_trains_both_stages(spring_data, tmp_path):
     for stage in ("interpolator", "forecaster"):
         weights = load_file(str(run / f"{stage}.safetensors"))
         assert all(tensor.dtype == torch.float32 and torch.isfinite(tensor).all() for tensor in weights.values())
+
+
+def test_benchmark_runs_the_repositorys_script_with_its_part(capfd):
+    """``dyffusion benchmark memory`` is ``benchmarks/memory.py horizons``: its own help comes back, exit 0."""
+    assert main(["benchmark", "memory", "--help"]) == 0
+    out = capfd.readouterr().out
+    assert "memory.py horizons" in out and "--horizons" in out
+
+
+def test_benchmark_outside_a_clone_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    import dyffusion.cli.main as cli
+
+    monkeypatch.setattr(cli, "BENCHMARKS_DIR", tmp_path / "benchmarks")
+    assert main(["benchmark", "paper", "--quick"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "source repository" in error and "paper.py" in error

@@ -9,6 +9,7 @@ import argparse
 import errno
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -243,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="what a run holds: data, horizon, schedule, networks, training, files")
     info.add_argument("run", type=Path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    benchmark = commands.add_parser(
+        "benchmark", help="run a benchmark of the source repository (appends to benchmarks/RESULTS.md)",
+        description="Runs benchmarks/<script>.py of the source repository (the benchmarks are not part of the "
+        "installed package) with the arguments that follow; give --help after the name for its options.")
+    benchmark.add_argument("name", choices=BENCHMARKS, help=", ".join(f"{name}: {script}" for name, (script, _)
+                                                                        in BENCHMARKS.items()))
+    benchmark.add_argument("arguments", nargs=argparse.REMAINDER, help="passed on to the script")
 
     demo = commands.add_parser("demo", help="data, training and evaluation on a small spring mesh (~15 min on 2 cores)")
     demo.add_argument("--out", type=Path, default=Path("demo"))
@@ -609,6 +618,27 @@ def cmd_validate_solver(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+# name -> (script in benchmarks/, the arguments that come first)
+BENCHMARKS = {
+    "paper": ("paper.py", []),
+    "memory": ("memory.py", ["horizons"]),
+    "memory-data": ("memory.py", ["data"]),
+    "speed": ("speed.py", []),
+    "frontier": ("frontier.py", []),
+    "continuous": ("continuous.py", []),
+}
+BENCHMARKS_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    script, first = BENCHMARKS[args.name]
+    path = BENCHMARKS_DIR / script
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "the benchmarks ship with the source repository, not the installed "
+                                "package: run this from an editable install of a clone (make install)", str(path))
+    return subprocess.call([sys.executable, str(path), *first, *args.arguments])
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from dyffusion.demo import run_demo
 
@@ -641,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"data": cmd_data, "fit": cmd_fit, "evaluate": cmd_evaluate, "frontier": cmd_frontier,
                "forecast": cmd_forecast,
                "animate": cmd_animate, "info": cmd_info, "demo": cmd_demo,
-               "validate-solver": cmd_validate_solver}[args.command]
+               "validate-solver": cmd_validate_solver, "benchmark": cmd_benchmark}[args.command]
     try:
         code = handler(args)
     except KeyboardInterrupt:
