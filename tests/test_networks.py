@@ -210,6 +210,12 @@ def test_dropout_masks_have_the_bernoulli_law(p):
     trained.sum().backward()
     assert abs((trained != 0).float().mean().item() - (1 - p)) < 5 * ((p * (1 - p) / n) ** 0.5)
     assert torch.equal(leaf.grad, trained.detach())
+    # bfloat16 activations (autocast): the same keep probability, and the survivors' scale rounded only once
+    with torch.no_grad():
+        half = layer(torch.ones(1000, 1000, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    assert abs((half != 0).float().mean().item() - (1 - p)) < 5 * ((p * (1 - p) / n) ** 0.5)
+    assert torch.equal(half[half != 0], torch.full_like(half[half != 0], 1 / (1 - p)))
     assert layer.eval()(ones) is ones and Dropout(0.0).train()(ones) is ones
     with torch.no_grad():
         assert torch.equal(Dropout(1.0).train()(ones), torch.zeros_like(ones))

@@ -28,10 +28,12 @@ class Dropout(nn.Dropout):
             return x
         if self.p == 1:
             return super().forward(x)
-        mask = torch.rand_like(x).ge_(self.p)  # 1.0 kept, 0.0 dropped
+        # Drawn and compared in float32, so that p is exact for bfloat16 activations too; 1 kept, 0 dropped.
+        mask = torch.rand_like(x, dtype=torch.float32).ge_(self.p).to(x.dtype)
+        scale = 1 / (1 - self.p)  # a Python scalar: multiplied in float32 even for bfloat16 activations
         if torch.is_grad_enabled():
-            return x * mask.mul_(1 / (1 - self.p))  # backward multiplies by the saved mask
-        return mask.mul_(x).mul_(1 / (1 - self.p))
+            return (x * mask).mul_(scale)  # backward multiplies by the saved mask, then the scale
+        return mask.mul_(x).mul_(scale)
 
 
 # Public dropout classes (all share the private base ``_DropoutNd``, which we avoid relying on).
