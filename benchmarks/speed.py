@@ -5,6 +5,7 @@ the authors' figures, and where the time of a forecast goes.
     python benchmarks/speed.py training [--repeats 7] [--sampling-repeats 5]
     python benchmarks/speed.py flops [--repeats 5] [--members 50] [--check-run RUN --check-data DATA]
     python benchmarks/speed.py goal [--paper benchmarks/runs/paper] [--members 50] [--repeats 5] [--full]
+    python benchmarks/speed.py layout [--frames 16,32,64,134] [--batch 50] [--repeats 15]
 
 ``sampling``: one forecast of one horizon, 1 initial condition x ``members`` members, per method: DYffusion (cold
 sampler, all steps, refine), Dropout, Perturbation, DDPM and MCVD with their 1000 ancestral steps and with 20 DDIM
@@ -540,6 +541,50 @@ def run_training(args: argparse.Namespace) -> None:
     append(lines)
 
 
+# --- layout: where channels-last weights pay -----------------------------------------------------------------
+
+
+def run_layout(args: argparse.Namespace) -> None:
+    """The forward pass of networks with more and more input and output channels, weights NCHW and channels-last,
+    side by side: the evidence behind ``build_network``'s rule (channels-last up to 4 x width channels)."""
+    load_before = load_average()
+    config, width = SPRING_MESH.config, SPRING_MESH.config.baseline.network.width
+    cases = {"DYffusion interpolator": (Interpolator(config.interpolator.network, SPRING_MESH.channels,
+                                                     SPRING_MESH.static_channels), None)}
+    for frames in args.frames:
+        cases[f"DDPM frame stack, h = {frames}"] = (FrameStackDenoiser(
+            config.baseline.network, SPRING_MESH.channels, SPRING_MESH.static_channels, frames), frames)
+    rows = ["| network | input / output channels | layout build_network picks | NCHW ms, median (range) | "
+            "channels-last ms, median (range) | channels-last speed-up (range of rounds) |", "|---|---|---|---|---|---|"]
+    for name, (network, frames) in cases.items():
+        convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
+        picked = "channels-last" if convs[0].weight.is_contiguous(memory_format=torch.channels_last) else "NCHW"
+        layouts = {layout: set_mc_dropout(copy.deepcopy(network).to(memory_format=layout), False)
+                   for layout in (torch.contiguous_format, torch.channels_last)}
+        initial, static = random_inputs(SPRING_MESH, args.batch)
+        times = torch.full((args.batch,), 1.0)
+        if frames is None:
+            inputs = (initial, initial, times, static)
+        else:
+            inputs = (torch.randn(args.batch, frames * SPRING_MESH.channels, *SPRING_MESH.grid),
+                      torch.cat([initial, static], dim=1), times)
+        with torch.inference_mode():
+            timings = interleaved({layout: lambda n=candidate: n(*inputs) for layout, candidate in layouts.items()},
+                                  args.repeats)
+        nchw, last = (timings[layout] for layout in (torch.contiguous_format, torch.channels_last))
+        rows.append(f"| {name} | {convs[0].in_channels} / {convs[-1].out_channels} | {picked} | "
+                    f"{seconds([1e3 * value for value in nchw])} | {seconds([1e3 * value for value in last])} | "
+                    f"{speed_up(nchw, last)} |")
+    append(header("Where channels-last weights pay: forward passes in both layouts", load_before, [
+        f"networks: the `{SPRING_MESH.preset}` preset's ConvNet (width {width}, kernels "
+        f"{'/'.join(map(str, config.baseline.network.kernel_sizes))}) as DYffusion's interpolator and as the DDPM "
+        f"denoiser of h frames stacked on channels, batch {args.batch}, 10 x 10 grid, untrained, dropout off; "
+        f"medians of {args.repeats} interleaved repeats after a warm-up round",
+        f"`build_network` makes the weights channels-last when input and output have at most 4 x width "
+        f"({4 * width}) channels",
+    ]) + rows + [""])
+
+
 # --- flops: where the time goes, and what makes it shorter ----------------------------------------------------
 
 
@@ -777,13 +822,18 @@ def main() -> None:
     flops.add_argument("--check-run", type=Path, default=paper / "runs" / "spring-mesh" / "dyffusion")
     flops.add_argument("--check-data", type=Path, default=paper / "data" / "spring-mesh")
     flops.add_argument("--check-members", type=int, default=10)
+    layout = parts.add_parser("layout", help="forward passes with NCHW and channels-last weights, more channels")
+    layout.add_argument("--frames", type=lambda text: [int(value) for value in text.split(",")], default=[16, 32, 64, 134])
+    layout.add_argument("--batch", type=int, default=50)
+    layout.add_argument("--repeats", type=int, default=15)
     goal = parts.add_parser("goal", help="time and CRPS of trained DYffusion settings against 1000-step DDPM/MCVD")
     goal.add_argument("--paper", type=Path, default=paper, help="output directory of benchmarks/paper.py")
     goal.add_argument("--members", type=int, default=50)
     goal.add_argument("--repeats", type=int, default=5)
     goal.add_argument("--full", action="store_true", help="score whole trajectories instead of one horizon")
     args = parser.parse_args()
-    {"sampling": run_sampling, "training": run_training, "flops": run_flops, "goal": run_goal}[args.part](args)
+    {"sampling": run_sampling, "training": run_training, "flops": run_flops, "goal": run_goal,
+     "layout": run_layout}[args.part](args)
 
 
 if __name__ == "__main__":

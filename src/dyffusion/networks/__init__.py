@@ -22,10 +22,10 @@ def build_network(config: NetworkConfig, in_channels: int, out_channels: int) ->
 
     Its convolution weights are channels-last (so the convolutions and activations run in NHWC) unless the
     input or output carries more than 4 x ``width`` channels. oneDNN computes NHWC faster on the CPU for
-    state-sized networks: the spring-mesh interpolator's forward 1.15x, a frame stack of 16 frames 1.34x. It is
-    slower when the first or last convolution dominates: 0.84x for a frame stack of 134 frames (541 input
-    channels at width 64). Outputs equal the default layout's up to float32 rounding; saved weights are
-    contiguous either way.
+    state-sized networks (the spring-mesh interpolator's forward pass about 1.2-1.4x, a frame stack of 16 or
+    32 frames 1.1-1.2x) and slower when the first or last convolution dominates (0.9x for 64 and 134 frames at
+    width 64): ``python benchmarks/speed.py layout``. Outputs equal the default layout's up to float32 rounding;
+    saved weights are contiguous either way.
     """
     network = _build(config, in_channels, out_channels)
     if max(in_channels, out_channels) <= 4 * config.width:
