@@ -15,13 +15,17 @@ def spring_data(tmp_path_factory):
     return out
 
 
+# The fit options of tiny_run: one short epoch per stage, horizon 4 on every 2nd frame.
+TINY_FIT = ["--horizon", "4", "--max-epochs", "1", "--quiet", "--set", "data.time_stride=2",
+            "--set", "trainer.batches_per_epoch=3", "--set", "interpolator.batch_size=8",
+            "--set", "forecaster.batch_size=8", "--set", "interpolator.val_members=4",
+            "--set", "forecaster.val_members=3", *TINY_NETWORK]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(spring_data, tmp_path_factory):
-    """A run trained for one short epoch per stage (horizon 4 on every 2nd frame)."""
+    """A run trained with TINY_FIT."""
     run = tmp_path_factory.mktemp("runs") / "run"
-    code = main(["fit", str(spring_data), "--out", str(run), "--horizon", "4", "--max-epochs", "1", "--quiet",
-                 "--set", "data.time_stride=2", "--set", "trainer.batches_per_epoch=3",
-                 "--set", "interpolator.batch_size=8", "--set", "forecaster.batch_size=8",
-                 "--set", "interpolator.val_members=4", "--set", "forecaster.val_members=3", *TINY_NETWORK])
+    code = main(["fit", str(spring_data), "--out", str(run), *TINY_FIT])
     assert code == 0
     return run

@@ -117,6 +117,10 @@ def test_ddp_fit_writes_one_consistent_run_directory(runs):
     assert (trainer["devices"], trainer["accelerator"], trainer["strategy"]) == (2, "cpu", "ddp")
     assert json.loads((ddp / "data.json").read_text()) == json.loads((single / "data.json").read_text())
     summary = json.loads((ddp / "training.json").read_text())
+    # The sampling steps search: the processes' shares scored together, rank 0's choice written once.
+    search = summary["sampling_steps"]
+    assert search["initial_conditions"] == 1 and search["chosen"] in [c["name"] for c in search["candidates"]]
+    assert yaml.safe_load((ddp / "config.yaml").read_text())["sampling"]["steps"] == search["setting"]
     for stage in ("interpolator", "forecaster"):
         assert summary[stage]["finished"]
         # Every process validated on its share of the windows; the logged epoch means are over all of them.

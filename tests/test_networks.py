@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from dyffusion.config import load_config
 from dyffusion.networks import (
     ConvNet,
     NetworkConfig,
@@ -253,3 +254,51 @@ def test_channels_last_weights_compute_the_same_function(name):
     assert torch.allclose(ours, reference, atol=1e-5 * reference.abs().max().item())
     wide_input = build_network(NetworkConfig(name=name, width=8, time_embedding_dim=16), 33, 2)
     assert all(m.weight.is_contiguous() for m in wide_input.modules() if isinstance(m, nn.Conv2d))
+
+
+def _conv_reach(network: nn.Module, height: int, width: int) -> tuple[int, int]:
+    """Cells to the left and right of an output cell in the middle row that its value depends on through the
+    convolutions: the support of its input gradient with every GroupNorm made the identity (a norm's statistics
+    tie every cell to every other, which carries no structure along the flow)."""
+    network = network.double()
+    network.time_embedding.float()  # its sinusoid is float32; the rest computes in float64
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.GroupNorm):
+                setattr(module, name, nn.Identity())
+    network.time_embedding.register_forward_hook(lambda module, inputs, output: output.double())
+    x = torch.randn(1, network.conv_in.in_channels, height, width, dtype=torch.float64, requires_grad=True)
+    centre = width // 2
+    network(x, torch.zeros(1))[0, 0, height // 2, centre].backward()
+    columns = (x.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().flatten()
+    return centre - int(columns.min()), int(columns.max()) - centre
+
+
+def test_navier_stokes_unet_sees_one_horizon_of_advection():
+    """Over one horizon (16 steps, 1.28 time units) the flow carries a structure 85-128 cells along the channel.
+    Counted by hand (3x3 convolutions: a conv at scale s = 2^level reaches s cells; each ResBlock has two, each
+    stride-2 step and each upsampling one), three levels reach 1 + 2(1+2+4) + (1+2) + 2*4 + 2(1+2+4) + (1+2) + 1
+    = 44 cells and five levels 1 + 62 + 15 + 32 + 62 + 15 + 1 = 188, on a grid aligned with every stride-2 step;
+    elsewhere the field shifts to one side by up to 1 + 2 + ... + 2^(levels-2) cells (3 and 15). The presets'
+    U-Net has five levels: at least 130 cells both ways."""
+    config = load_config("navier-stokes-cpu").interpolator.network
+    assert len(config.channel_multipliers) == 5
+    torch.manual_seed(0)
+    left, right = _conv_reach(build_network(config, 3, 3), 42, 601)
+    assert 188 - 15 <= min(left, right) and max(left, right) <= 188 + 15  # so at least 130 both ways
+    three_levels = NetworkConfig(name="unet", width=8, channel_multipliers=(1, 2, 2), time_embedding_dim=16)
+    left, right = _conv_reach(build_network(three_levels, 3, 3), 42, 601)
+    assert 44 - 3 <= min(left, right) and max(left, right) <= 44 + 3
+
+
+def test_convnet_dropout_inside_the_residual_branches_unless_the_head_is_asked_for():
+    """The authors' spring-mesh network drops only inside residual branches; ``head_dropout`` adds the stream
+    before the 1x1 head. The U-Net has no dropout there and refuses the option."""
+    def active(head: bool) -> int:
+        config = NetworkConfig(name="convnet", width=8, kernel_sizes=(9, 7, 5, 3), dropout=0.1, head_dropout=head)
+        network = build_network(config, 5, 4)
+        return sum(isinstance(m, nn.Dropout) and m.p > 0 for m in network.modules())
+
+    assert (active(False), active(True)) == (3, 4)
+    with pytest.raises(ValueError, match="head_dropout is for the convnet"):
+        build_network(NetworkConfig(name="unet", width=8, head_dropout=True), 3, 3)

@@ -13,7 +13,8 @@ from dyffusion.schedule import StepSchedule
 
 def models(dropout):
     torch.manual_seed(0)
-    network = NetworkConfig(width=8, kernel_sizes=(3,), dropout=dropout)
+    # One kernel size: no residual block, so the dropout is the one before the head.
+    network = NetworkConfig(width=8, kernel_sizes=(3,), dropout=dropout, head_dropout=dropout > 0)
     return Interpolator(network, channels=2, static_channels=1), Forecaster(network, channels=2, static_channels=1)
 
 

@@ -103,6 +103,12 @@ class SamplingConfig:
     max_batch: largest number of samples (initial conditions x members) in one network call.
     precision: ``float32``, or ``bfloat16`` to run the networks under bfloat16 autocast (faster on CPUs with
     bfloat16 instructions; the sampler's state stays float32).
+
+    DYffusion's ``fit`` replaces ``steps`` by the step list of lowest validation CRPS (``choose_steps``; see
+    :mod:`dyffusion.evaluation.choose_steps`): the frontier's candidates, the configured steps among them, scored
+    with ``choose_members`` members over ``choose_rollout`` lead steps (None: whole validation trajectories) from
+    ``choose_inits`` initial conditions (None: each trajectory's first frame, as ``evaluate``);
+    ``choose_subdivisions`` K adds "all xK", every interval split into K (fractional steps, unseen in training).
     """
 
     sampler: str = "cold"
@@ -111,9 +117,17 @@ class SamplingConfig:
     members: int = 20
     max_batch: int = 1024
     precision: str = "float32"
+    choose_steps: bool = True
+    choose_members: int = 10
+    choose_rollout: int | None = None
+    choose_inits: int | None = None
+    choose_subdivisions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_minimums("sampling", self, members=1, max_batch=1)
+        _check_minimums("sampling", self, members=1, max_batch=1, choose_members=1, choose_rollout=1,
+                        choose_inits=1)
+        if any(parts < 2 for parts in self.choose_subdivisions):
+            raise ConfigError(f"sampling.choose_subdivisions must each be >= 2, got {list(self.choose_subdivisions)}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampling.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.precision not in PRECISIONS:
@@ -130,6 +144,8 @@ class BaselineConfig:
     ``ddpm`` and ``mcvd``: Gaussian diffusion over the h future frames stacked on channels, epsilon prediction,
     ``diffusion_steps`` steps with the ``cosine`` (ddpm) or ``linear`` (mcvd) schedule unless ``noise_schedule``
     says otherwise; ``ddim_steps`` samples with DDIM instead of all steps; validation uses ``val_ddim_steps``.
+    ``denoiser_width``: the DDPM/MCVD network's width; unset, ``network.width`` raised to the h x C channels it
+    predicts (a narrower network cannot represent their noise, and is refused when given).
     ``clip``: the sampler clamps each predicted x0 to [-clip, clip] (normalised units), as DDPM clamps images to
     [-1, 1]; without it the cosine schedule's last step (beta = 0.999) amplifies an untrained denoiser's error
     about 30-fold and rollouts overflow.
@@ -147,10 +163,11 @@ class BaselineConfig:
     ddim_steps: int | None = None
     val_ddim_steps: int = 20
     clip: float | None = 5.0
+    denoiser_width: int | None = None
 
     def __post_init__(self) -> None:
         _check_minimums("baseline", self, batch_size=1, val_members=1, diffusion_steps=1, ddim_steps=1,
-                        val_ddim_steps=1)
+                        val_ddim_steps=1, denoiser_width=1)
 
 
 @dataclass

@@ -77,6 +77,14 @@ class Shard:
         torch.distributed.gather_object(value, gathered, dst=0)
         return gathered
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (picklable) on every process; all must call it."""
+        if self.count == 1:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 def process_group_shard() -> Shard:
     """This process's shard of the process group that Lightning set up (a single process without one)."""

@@ -55,7 +55,8 @@ def _files(run: Path) -> list[dict]:
 def run_info(path: str | Path) -> dict:
     """What the run directory ``path`` holds, JSON-ready: method, data (channels, static variables, grid, time
     step and stride), horizon, schedule, networks (parameters per network), training (budget, each stage's status,
-    epochs, minutes and best validation CRPS), files and their sizes, and the data it was trained on.
+    epochs, minutes and best validation CRPS; the Perturbation scale or DYffusion's sampling steps chosen on
+    validation, with the scores of the candidates), files and their sizes, and the data it was trained on.
 
     Works on a run whose training has not finished: only config.yaml and data.json must be there.
     """
@@ -99,7 +100,7 @@ def run_info(path: str | Path) -> dict:
         "networks": networks,
         "training": {"budget": {"max_epochs": config.trainer.max_epochs, "max_minutes": config.trainer.max_minutes},
                      "stages": stages, "total_minutes": summary.get("total_minutes"),
-                     **({"perturbation": summary["perturbation"]} if "perturbation" in summary else {})},
+                     **{key: summary[key] for key in ("perturbation", "sampling_steps") if key in summary}},
         "files": files,
         "total_bytes": sum(file["bytes"] for file in files),
     }
@@ -123,6 +124,24 @@ def _aligned(rows: list[list[str]]) -> list[str]:
     """Rows of cells as lines with every column padded to its widest cell."""
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows)))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def _steps_choice(search: dict) -> str:
+    """The sampling steps ``fit`` chose on validation, and how the candidates were scored."""
+    shared = (f"{search['sampler']}, {_count(search['members'], 'member')}, rollout {search['rollout']}, "
+              f"{_count(search['initial_conditions'], 'initial condition')}")
+    steps = ", ".join(f"{step:g}" for step in search["chosen_steps"])
+    if search["chosen"] is None:
+        return f"kept steps {steps}: no candidate scored a finite validation CRPS ({shared})"
+    return f"{search['chosen']} (steps {steps}) chosen on validation CRPS ({shared})"
+
+
+def _step_candidates(search: dict) -> list[list[str]]:
+    """A row of validation scores per candidate of the sampling steps search, the chosen one marked."""
+    return [[candidate["name"], _count(len(candidate["steps"]), "step"),
+             f"{candidate['network_evaluations']:.0f} network evaluations", f"CRPS {candidate['crps']:.5g}",
+             f"SSR {candidate['ssr']:.3g}", f"MSE {candidate['mse']:.5g}",
+             "chosen" if candidate["name"] == search["chosen"] else ""] for candidate in search["candidates"]]
 
 
 def format_info(info: dict) -> str:
@@ -161,6 +180,10 @@ def format_info(info: dict) -> str:
     if "perturbation" in training:
         sections.insert(-1, ("perturbation", [[f"scale {training['perturbation']['chosen_scale']:g} chosen on "
                                                "validation CRPS"]]))
+    if "sampling_steps" in training:
+        search = training["sampling_steps"]
+        sections[-1:-1] = [("sampling steps", [[_steps_choice(search)]]),
+                           ("step candidates", _step_candidates(search))]
     label_width = max(len(label) for label, _ in sections)
     lines = []
     for label, rows in sections:

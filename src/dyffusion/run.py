@@ -134,7 +134,8 @@ def build_models(config: ExperimentConfig, spec: DataSpec) -> dict[str, nn.Modul
                 "forecaster": Forecaster(config.forecaster.network, channels, static, config.forecaster.conditioning)}
     if config.method in ("dropout", "perturbation"):
         return {"forecaster": MultiStepForecaster(config.baseline.network, channels, static)}
-    return {"denoiser": FrameStackDenoiser(config.baseline.network, channels, static, config.data.horizon)}
+    return {"denoiser": FrameStackDenoiser(config.baseline.network, channels, static, config.data.horizon,
+                                           config.baseline.denoiser_width)}
 
 
 def read_run_description(path: Path) -> tuple[ExperimentConfig, DataSpec]:

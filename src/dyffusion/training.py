@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from dyffusion.baselines.multistep import MultiStepModule, choose_perturbation_scale
-from dyffusion.baselines.video_diffusion import VideoDiffusionModule
+from dyffusion.baselines.video_diffusion import VideoDiffusionModule, denoiser_width
 from dyffusion.config import ConfigError, ExperimentConfig, TrainerConfig, config_to_dict, read_config, save_config
 from dyffusion.data.contract import GriddedData
 from dyffusion.data.frames import LazyFrames
@@ -42,14 +42,16 @@ from dyffusion.data.normalization import Normalizer
 from dyffusion.data.splits import open_split
 from dyffusion.data.windows import WindowDataset
 from dyffusion.distributed import barrier, is_global_zero, process_group_shard, quiet_lightning
+from dyffusion.evaluation.choose_steps import choose_steps
 from dyffusion.forecaster.module import ForecasterModule
 from dyffusion.interpolator.module import InterpolatorModule
 from dyffusion.io import atomic_path, load_weights, save_tensors, save_weights, write_json
 from dyffusion.run import DataSpec, Run, RunError, build_models
 
 STAGES = ("interpolator", "forecaster")
-# What a resumed run may change: the budget, and the Perturbation scale, an output of training kept in config.yaml.
-RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.max_minutes", "baseline.perturbation_scale")
+# What a resumed run may change: the budget, and the outputs of training kept in config.yaml (the Perturbation
+# scale, DYffusion's sampling steps chosen on validation).
+RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.max_minutes", "baseline.perturbation_scale", "sampling.steps")
 # Loggers of the training curves and the packages each needs (any one of them; the first is the pip extra's).
 # The choice is not part of config.yaml: a resumed run may log elsewhere.
 LOGGER_PACKAGES = {"csv": (), "tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb",),
@@ -335,8 +337,8 @@ def _start_over(run: Path, summary: dict, stages: tuple[str, ...]) -> None:
         shutil.rmtree(run / "checkpoints" / name, ignore_errors=True)
         shutil.rmtree(run / "logs" / name, ignore_errors=True)
         (run / f"{name}.safetensors").unlink(missing_ok=True)
-    # The Perturbation scale is chosen on the trained forecaster.
-    entries = [*stages, "perturbation"] if "forecaster" in stages else list(stages)
+    # The Perturbation scale and DYffusion's sampling steps are chosen on the trained forecaster.
+    entries = [*stages, "perturbation", "sampling_steps"] if "forecaster" in stages else list(stages)
     if any(key in summary for key in entries):
         for key in entries:
             summary.pop(key, None)
@@ -405,6 +407,8 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
                                     progress=not quiet and isinstance(train.values, LazyFrames))
         spec = DataSpec.from_data(train, normalizer, config.data.time_stride)
     spec.check(val)
+    if config.method in ("ddpm", "mcvd"):  # a denoiser too narrow for its outputs is refused before any file is written
+        denoiser_width(config.baseline.network, config.data.horizon * spec.num_channels, config.baseline.denoiser_width)
     # The other DDP processes redo the above (rank 0 waits for them in its first trainer.fit) to reach the same
     # decisions from the same files; only rank 0 writes.
     writer = is_global_zero()
@@ -436,7 +440,7 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
     """Stage 1 (interpolator) then stage 2 (forecaster through the frozen interpolator)."""
     trainer_config, horizon = config.trainer, config.data.horizon
     val_windows = _windows(val, spec, horizon, config.data.val_window_stride or horizon, with_window=True)
-    interpolator = build_models(config, spec)["interpolator"]
+    interpolator, forecaster = build_models(config, spec)["interpolator"], None
     # A stage finished by an earlier process spent part of the budget before this one started.
     spent_before = 0.0
     if stage in ("both", "interpolator") and not (resume and _finished(run, summary, "interpolator")):
@@ -463,6 +467,28 @@ def _fit_dyffusion(config: ExperimentConfig, spec: DataSpec, train: GriddedData,
                      _remaining(config, started, spent_before),
                      config.forecaster.batch_size, _windows(train, spec, horizon, config.data.window_stride), val_windows,
                      quiet, trainer_config.seed + 1, summary, resume, loggers)
+        forecaster = module.forecaster
+    if stage != "interpolator" and config.sampling.choose_steps and not (resume and "sampling_steps" in summary):
+        _choose_sampling_steps(config, spec, val, run, interpolator, forecaster, summary, quiet)
+
+
+def _choose_sampling_steps(config: ExperimentConfig, spec: DataSpec, val: GriddedData, run: Path,
+                           interpolator: torch.nn.Module, forecaster: torch.nn.Module | None, summary: dict,
+                           quiet: bool) -> None:
+    """The sampling steps of lowest validation CRPS into RUN/config.yaml (``sampling.steps``) and the scores of
+    every candidate into ``summary["sampling_steps"]``; ``forecaster`` None: the one an earlier process saved."""
+    if forecaster is None:
+        forecaster = build_models(config, spec)["forecaster"]
+        load_weights(forecaster, run / "forecaster.safetensors")
+    device = "cuda" if torch.cuda.is_available() and config.trainer.accelerator != "cpu" else "cpu"
+    # ``val`` is already at the run's time stride: a spec of stride 1 keeps evaluate from striding it again.
+    scored = Run(run, config, replace(spec, time_stride=1), {"interpolator": interpolator, "forecaster": forecaster})
+    # Under DDP each process samples its share of the initial conditions and all get rank 0's choice; one writes.
+    summary["sampling_steps"] = choose_steps(scored.to(device), val, config.trainer.seed, quiet, process_group_shard())
+    if is_global_zero():
+        steps = summary["sampling_steps"]["setting"]
+        _save_config(replace(config, sampling=replace(config.sampling, steps=steps)), run / "config.yaml")
+        write_json(run / "training.json", summary)
 
 
 def _remaining(config: ExperimentConfig, started: float, spent_before: float = 0.0) -> float | None:

@@ -7,6 +7,7 @@ h: the contrast with DYffusion the paper draws.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import lightning.pytorch as pl
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from dyffusion.baselines.gaussian_diffusion import NoiseSchedule, ancestral_sample, ddim_sample, diffusion_loss
-from dyffusion.config import BaselineConfig
+from dyffusion.config import BaselineConfig, ConfigError
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.distributed import log_validation_scores
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
@@ -27,13 +28,35 @@ def noise_schedule(config: BaselineConfig, method: str) -> NoiseSchedule:
     return NoiseSchedule.named(config.noise_schedule or DEFAULT_SCHEDULES[method], config.diffusion_steps)
 
 
-class FrameStackDenoiser(nn.Module):
-    """forward(noisy (B, h*C, H, W), condition (B, C+S, H, W), step (B,)) -> predicted noise (B, h*C, H, W)"""
+def denoiser_width(network: NetworkConfig, outputs: int, width: int | None = None) -> int:
+    """Hidden width of a frame-stack denoiser with ``outputs`` = h x C channels: ``width`` when given (refused when
+    narrower than the outputs), else the backbone's width raised to ``outputs``.
 
-    def __init__(self, network: NetworkConfig, channels: int, static_channels: int, horizon: int):
+    The predicted noise of every pixel is read linearly from the last hidden features (the backbone's head), so it
+    spans at most ``width`` of the ``outputs`` directions; in the others DDIM takes the noise for signal and divides
+    it by sqrt(abar), which puts samples on the clip (DDPM, Ho et al. 2020, eq. 11 needs the whole noise).
+    """
+    if width is None:
+        return max(network.width, outputs)
+    if width < outputs:
+        raise ConfigError(f"baseline.denoiser_width {width} is narrower than the {outputs} channels the denoiser "
+                          f"predicts (horizon x channels); give at least {outputs}, or leave it unset to size it")
+    return width
+
+
+class FrameStackDenoiser(nn.Module):
+    """forward(noisy (B, h*C, H, W), condition (B, C+S, H, W), step (B,)) -> predicted noise (B, h*C, H, W)
+
+    The backbone ``network`` with its width sized by :func:`denoiser_width` (``width`` as given there).
+    """
+
+    def __init__(self, network: NetworkConfig, channels: int, static_channels: int, horizon: int,
+                 width: int | None = None):
         super().__init__()
         self.horizon, self.channels = horizon, channels
-        self.network = build_network(network, horizon * channels + channels + static_channels, horizon * channels)
+        outputs = horizon * channels
+        network = replace(network, width=denoiser_width(network, outputs, width))
+        self.network = build_network(network, outputs + channels + static_channels, outputs)
 
     def forward(self, noisy: torch.Tensor, condition: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         return self.network(torch.cat([noisy, condition], dim=1), step)
@@ -84,7 +107,7 @@ class VideoDiffusionModule(pl.LightningModule):
         super().__init__()
         self.config, self.horizon = config, horizon
         self.schedule = noise_schedule(config, method)
-        self.model = FrameStackDenoiser(config.network, channels, static_channels, horizon)
+        self.model = FrameStackDenoiser(config.network, channels, static_channels, horizon, config.denoiser_width)
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         future = batch["window"][:, 1:].flatten(1, 2)  # (B, h*C, H, W)

@@ -41,8 +41,12 @@ def _build(config: NetworkConfig, in_channels: int, out_channels: int) -> nn.Mod
         padding_mode=config.padding_mode,
     )
     if config.name == "convnet":
-        return ConvNet(in_channels, out_channels, kernel_sizes=tuple(config.kernel_sizes), **common)
+        return ConvNet(in_channels, out_channels, kernel_sizes=tuple(config.kernel_sizes),
+                       head_dropout=config.head_dropout, **common)
     if config.name == "unet":
+        if config.head_dropout:
+            raise ValueError("network.head_dropout is for the convnet: the U-Net's dropout sits inside its residual "
+                             "blocks at every level, none before its output head")
         return UNet(
             in_channels,
             out_channels,

@@ -15,6 +15,10 @@ class NetworkConfig:
     channel_multipliers: U-Net only, width multiplier per resolution level.
     blocks_per_level: U-Net only, residual blocks per level on the way down and up.
     dropout: rate of every dropout layer (the MC-dropout rate at inference).
+    head_dropout: convnet only: dropout also on the whole residual stream right before the 1x1 output head. Off,
+    dropout sits inside the residual branches only, as in the authors' spring-mesh network; on, every output
+    pixel also sees the stream's own mask, which adds spread to each interpolator call (``benchmarks/RESULTS.md``,
+    the stochasticity sweep, compares both on the validation split).
     time_embedding_dim: size of the sinusoidal embedding of the (real-valued) time input.
     padding_mode: convolution padding, ``"zeros"``, ``"circular"`` or ``"replicate"``.
     """
@@ -25,5 +29,6 @@ class NetworkConfig:
     channel_multipliers: tuple[int, ...] = (1, 2, 2)
     blocks_per_level: int = 1
     dropout: float = 0.0
+    head_dropout: bool = False
     time_embedding_dim: int = 64
     padding_mode: str = "zeros"

@@ -59,7 +59,8 @@ class ConvNet(nn.Module):
 
     An input conv with the first of ``kernel_sizes`` to ``width`` channels, one ``ConvBlock`` per
     further kernel size, then ``Conditioning`` and a 1x1 output conv to ``out_channels`` (so even a
-    single kernel size gives a time-conditioned network with dropout).
+    single kernel size gives a time-conditioned network). Dropout sits inside the residual branches; with
+    ``head_dropout`` also in the ``Conditioning`` before the head, on the stream every output pixel reads.
 
     The output conv keeps PyTorch's default init (not zero): these networks regress states
     directly (not noise), inputs are normalised so the initial output stays O(1), and a zero
@@ -76,6 +77,7 @@ class ConvNet(nn.Module):
         dropout: float = 0.0,
         time_embedding_dim: int = 64,
         padding_mode: str = "zeros",
+        head_dropout: bool = False,
     ):
         super().__init__()
         if not kernel_sizes:
@@ -86,7 +88,7 @@ class ConvNet(nn.Module):
         self.blocks = nn.ModuleList(
             ConvBlock(width, k, emb_dim, dropout, padding_mode) for k in kernel_sizes[1:]
         )
-        self.condition_out = Conditioning(width, emb_dim, dropout)
+        self.condition_out = Conditioning(width, emb_dim, dropout if head_dropout else 0.0)
         self.conv_out = nn.Conv2d(width, out_channels, 1)
 
     def forward(self, x: Tensor, time: Tensor) -> Tensor:
