@@ -391,7 +391,9 @@ def test_sst_preset_trains_evaluates_and_forecasts_on_synthetic_sst(tmp_path):
                  "--set", f"interpolator.network={tiny_unet}", "--set", f"forecaster.network={tiny_unet}",
                  "--set", "trainer.batches_per_epoch=2", "--set", "trainer.val_batches=1",
                  "--set", "interpolator.batch_size=4", "--set", "forecaster.batch_size=4",
-                 "--set", "interpolator.val_members=2", "--set", "forecaster.val_members=2"]) == 0
+                 "--set", "interpolator.val_members=2", "--set", "forecaster.val_members=2",
+                 # all 32 steps kept, so the call count below follows from the preset alone
+                 "--set", "sampling.choose_steps=false"]) == 0
     config = (run / "config.yaml").read_text()
     assert "extra_steps: 25" in config and "conditioning: data+noise" in config and "horizon: 7" in config
     assert main(["evaluate", str(run), "--members", "2", "--inits", "2", "--rollout", "14", "--out",
