@@ -626,6 +626,8 @@ BENCHMARKS = {
     "speed": ("speed.py", []),
     "frontier": ("frontier.py", []),
     "continuous": ("continuous.py", []),
+    "stochasticity": ("stochasticity.py", []),
+    "learning-curve": ("learning_curve.py", []),
 }
 BENCHMARKS_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
 
