@@ -14,7 +14,9 @@ OOD-test trajectory with ``--members`` members, seed 0.
 
 Each scored point goes to ``benchmarks/learning_curve/points.json`` (kept in the repository, so that the curve
 can grow over several sessions: a rerun skips the points there and continues an interrupted training in DIR);
-the figure to ``benchmarks/learning_curve/learning-curve.png`` and the table to ``benchmarks/RESULTS.md``.
+the figure to ``benchmarks/learning_curve/learning-curve.png`` and the table to ``benchmarks/RESULTS.md``. The points
+of ``points-validating-every-31-batches.json`` were trained when a split of fewer batches than batches_per_epoch
+validated after every pass; the figure draws them dashed.
 Minutes mean wall-clock minutes on the machine as it was; the table gives the optimiser steps each took.
 """
 
@@ -31,7 +33,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from paper import NAMES, SYSTEMS, Progress, method_config, steps  # noqa: E402
+from paper import NAMES, SYSTEMS, Budget, Progress, method_config, steps  # noqa: E402
 from results import append, machine  # noqa: E402
 
 from dyffusion.data.contract import open_gridded  # noqa: E402
@@ -42,13 +44,16 @@ from dyffusion.training import fit  # noqa: E402
 
 HERE = Path(__file__).parent / "learning_curve"
 POINTS, FIGURE = HERE / "points.json", HERE / "learning-curve.png"
+# Points measured before an epoch was batches_per_epoch batches on any split: the 24 training trajectories made
+# epochs of 31 batches, each followed by a validation that cost more than the epoch. Drawn dashed for comparison.
+EARLIER = HERE / "points-validating-every-31-batches.json"
 SCALE = {**SYSTEMS["spring-mesh"].scale, "val": 8}
 SPLITS = {"val": "validation", "test": "test", "test_ood": "OOD test"}
 
 
 def point(data: Path, run_dir: Path, method: str, budget: float, members: int, say: Progress) -> dict:
     """Train ``method`` for ``budget`` minutes and score it on every split: the point's JSON record."""
-    run = fit(data, run_dir, method_config(SYSTEMS["spring-mesh"], method, budget), quiet=True, resume=True)
+    run = fit(data, run_dir, method_config(SYSTEMS["spring-mesh"], method, Budget(budget)), quiet=True, resume=True)
     chosen = json.loads((run_dir / "training.json").read_text()).get("sampling_steps", {}).get("chosen")
     record = {"method": method, "budget_minutes": budget, "members": members, "steps": steps(run_dir),
               "sampling_steps": chosen}
@@ -62,16 +67,20 @@ def point(data: Path, run_dir: Path, method: str, budget: float, members: int, s
 
 
 def figure(points: list[dict]) -> None:
+    earlier = json.loads(EARLIER.read_text()) if EARLIER.exists() else []
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(4 * len(SPLITS), 3.4), sharex=True)
     for ax, (split, title) in zip(axes, SPLITS.items()):
-        for method in dict.fromkeys(p["method"] for p in points):
-            mine = sorted((p for p in points if p["method"] == method), key=lambda p: p["budget_minutes"])
-            ax.plot([p["budget_minutes"] for p in mine], [p[split]["crps"] for p in mine], "o-", label=NAMES[method])
+        for color, method in enumerate(dict.fromkeys(p["method"] for p in points + earlier)):
+            for group, style, label in ((points, "o-", ""), (earlier, "x--", ", validating every 31 batches")):
+                mine = sorted((p for p in group if p["method"] == method), key=lambda p: p["budget_minutes"])
+                if mine:
+                    ax.plot([p["budget_minutes"] for p in mine], [p[split]["crps"] for p in mine], style,
+                            color=f"C{color}", alpha=1 if group is points else 0.5, label=NAMES[method] + label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training minutes")
         ax.set_title(f"{title} CRPS")
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(FIGURE, dpi=120)
     plt.close(fig)

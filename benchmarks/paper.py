@@ -1,7 +1,8 @@
 """The paper's comparison (SPEC sections 6-9) at CPU scale: DYffusion and its four baselines on the spring mesh,
 Navier-Stokes and synthetic SST, a table per system beside the paper's numbers.
 
-    python benchmarks/paper.py [--budget-minutes M] [--quick] [--out DIR] [--systems spring-mesh,navier-stokes,sst]
+    python benchmarks/paper.py [--budget-minutes M | --steps N] [--quick] [--out DIR]
+                               [--systems spring-mesh,navier-stokes,sst]
 
 Per system the data are made in DIR/data/SYSTEM (kept when there); every method trains for the same M minutes
 of wall-clock time (``fit --max-minutes M``; DYffusion gives 40 % to its interpolator) in DIR/runs/SYSTEM/METHOD
@@ -25,6 +26,8 @@ Scales, default then --quick (the paper's in brackets; the synthetic SST stands 
 
 Budget: M = 4 minutes by default (--quick 0.5) for each (system, method); with evaluation (50 members, --quick
 10) and data generation the whole default run takes about 2 hours on 2 cores (--quick about 15 minutes).
+--steps N is the control that takes speed out of the comparison: every network (each of DYffusion's two)
+trains for exactly N optimiser steps instead of M minutes, in DIR = benchmarks/runs/paper-steps-N.
 The budget bounds training: the validation that closes each stage, and Perturbation's choice of its noise scale
 on validation CRPS, come on top. The baselines share DYffusion's forecaster backbone with the interpolator's
 dropout rate and its optimiser settings. DDPM and MCVD sample with DDIM in 20 steps, the sampler their checkpoints
@@ -126,13 +129,33 @@ SYSTEMS = {
 }
 
 
-def method_config(system: System, method: str, budget: float) -> ExperimentConfig:
-    """The system's preset for ``method``, with ``budget`` training minutes and DYffusion's backbone for the
-    baselines: its forecaster's network with the interpolator's dropout rate (what makes DYffusion's ensemble),
-    and the forecaster's batch size, learning rate, weight decay and validation ensemble size."""
-    overrides = [nested(key, value) for key, value in system.overrides.items()]
-    overrides += [nested("method", method), nested("trainer.max_minutes", budget), nested("trainer.max_epochs", None)]
-    config = load_config(system.preset, overrides)
+@dataclass(frozen=True)
+class Budget:
+    """The training each method gets: wall-clock ``minutes`` for the whole fit (DYffusion's two stages together), or
+    ``steps`` optimiser steps for every network (the control that takes speed out of the comparison)."""
+
+    minutes: float | None = None
+    steps: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.minutes:g} min" if self.steps is None else f"{self.steps} steps per network"
+
+    def overrides(self, batches_per_epoch: int) -> list[str]:
+        if self.steps is None:
+            return [nested("trainer.max_minutes", self.minutes), nested("trainer.max_epochs", None)]
+        if self.steps % batches_per_epoch:
+            sys.exit(f"--steps {self.steps}: give a multiple of the preset's {batches_per_epoch} batches per epoch")
+        # An epoch is batches_per_epoch batches, whatever the split's size: the stage stops after exactly steps.
+        return [nested("trainer.max_minutes", None), nested("trainer.max_epochs", self.steps // batches_per_epoch)]
+
+
+def method_config(system: System, method: str, budget: Budget) -> ExperimentConfig:
+    """The system's preset for ``method``, with its ``budget`` and DYffusion's backbone for the baselines: its
+    forecaster's network with the interpolator's dropout rate (what makes DYffusion's ensemble), and the
+    forecaster's batch size, learning rate, weight decay and validation ensemble size."""
+    overrides = [nested(key, value) for key, value in system.overrides.items()] + [nested("method", method)]
+    preset = load_config(system.preset, overrides)
+    config = load_config(system.preset, overrides + budget.overrides(preset.trainer.batches_per_epoch))
     forecaster = config.forecaster
     config.baseline = replace(config.baseline, network=replace(forecaster.network,
                                                                dropout=config.interpolator.network.dropout),
@@ -176,14 +199,14 @@ def make_data(name: str, system: System, scale: dict, data: Path, say: Progress)
     say(f"{name}: data done")
 
 
-def train_and_score(name: str, system: System, method: str, data: Path, run_dir: Path, budget: float,
+def train_and_score(name: str, system: System, method: str, data: Path, run_dir: Path, budget: Budget,
                     members: int, inits: int | None, say: Progress) -> dict[str, dict]:
     """split -> metrics of ``method`` on ``system``; trains and evaluates what is not done yet."""
     files = {split: run_dir / f"eval-{split}" / "metrics.json" for split in system.splits}
     if all(file.exists() for file in files.values()):
         say(f"{name}/{method}: scored before, skipped")
     else:
-        say(f"{name}/{method}: training for {budget:g} min (resumed if it was interrupted)")
+        say(f"{name}/{method}: training for {budget} (resumed if it was interrupted)")
         run = fit(data, run_dir, method_config(system, method, budget), quiet=True, resume=True)
         say(f"{name}/{method}: trained ({steps(run_dir)} steps)")
         # DDPM and MCVD: DDIM, as in their validation; the others sample as their config says.
@@ -254,17 +277,26 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float,
                         help=f"training minutes per method and system (default {BUDGET_MINUTES:g}, "
                              f"--quick {QUICK_BUDGET_MINUTES:g})")
+    parser.add_argument("--steps", type=int, help="instead of minutes: optimiser steps for every network (the "
+                                                  "equal-steps control), a multiple of the preset's batches per epoch")
     parser.add_argument("--quick", action="store_true", help="small data, fewer members and initial conditions")
-    parser.add_argument("--out", type=Path, help="results directory (default benchmarks/runs/paper[-quick])")
+    parser.add_argument("--out", type=Path,
+                        help="results directory (default benchmarks/runs/paper[-quick][-steps-N])")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, of " + ", ".join(SYSTEMS))
     args = parser.parse_args()
     names = chosen_systems(parser, args.systems, SYSTEMS)
-    budget = args.budget_minutes if args.budget_minutes is not None else (
-        QUICK_BUDGET_MINUTES if args.quick else BUDGET_MINUTES)
+    if args.steps is not None and args.budget_minutes is not None:
+        parser.error("give --budget-minutes or --steps, not both")
+    budget = Budget(steps=args.steps) if args.steps is not None else Budget(
+        args.budget_minutes if args.budget_minutes is not None else QUICK_BUDGET_MINUTES if args.quick
+        else BUDGET_MINUTES)
     members = QUICK_MEMBERS if args.quick else MEMBERS
     # Relative to the working directory where it can be, so that RESULTS.md names the figures portably.
-    out = args.out or Path(os.path.relpath(Path(__file__).parent / "runs" / ("paper-quick" if args.quick else "paper")))
-    check_settings(out, {"scale": "quick" if args.quick else "default", "budget_minutes": budget})
+    name = "paper" + ("-quick" if args.quick else "") + (f"-steps-{args.steps}" if args.steps is not None else "")
+    out = args.out or Path(os.path.relpath(Path(__file__).parent / "runs" / name))
+    scale = {"scale": "quick" if args.quick else "default"}
+    check_settings(out, {**scale, "budget_minutes": budget.minutes} if budget.steps is None
+                   else {**scale, "steps": budget.steps})
 
     say = Progress()
     sections = []
@@ -279,7 +311,7 @@ def main() -> None:
         scores = {split: {method: by_method[method][split] for method in NAMES} for split in system.splits}
         figures = {split: plot_metrics_vs_lead_time(
             {NAMES[method]: metrics for method, metrics in scores[split].items()}, out / f"{name}-{split}.png",
-            f"{system.title}, {SPLIT_NAMES[split]}: {members} members, {budget:g} training minutes per method")
+            f"{system.title}, {SPLIT_NAMES[split]}: {members} members, training {budget} per method")
             for split in system.splits}
         sections += section(system, scale, scores, runs, figures)
 
@@ -289,9 +321,11 @@ def main() -> None:
         f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n",
         f"- command: `{command}`",
         f"- machine: {machine()}",
-        f"- budget: {budget:g} minutes of training per method and system (`fit --max-minutes`; DYffusion gives 40 % "
-        f"to its interpolator), evaluation on top; this invocation took {say.minutes:.0f} min (a resumed command "
-        "counts only its own part)",
+        ("- budget: " + (f"{budget.minutes:g} minutes of training per method and system (`fit --max-minutes`; "
+                         "DYffusion gives 40 % to its interpolator)" if budget.steps is None else
+                         f"{budget.steps} optimiser steps for every network (DYffusion: for each of its two)")
+         + f", evaluation on top; this invocation took {say.minutes:.0f} min (a resumed command counts only its "
+         "own part)"),
         "- baselines: DYffusion's forecaster backbone with its interpolator's dropout rate, the forecaster's batch "
         f"size and optimiser settings; DDPM and MCVD sample with DDIM in {DDIM_STEPS} steps (the paper: 1000 "
         f"ancestral steps, {1000 // DDIM_STEPS} times the network evaluations)",

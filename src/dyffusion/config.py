@@ -175,7 +175,8 @@ class TrainerConfig:
     """Budget and hardware for both stages, passed on to Lightning.
 
     max_minutes caps the whole fit (both stages); max_epochs caps each stage.
-    batches_per_epoch: how often to validate (and checkpoint); ``None`` = a full pass over the windows.
+    batches_per_epoch: how often to validate (and checkpoint); ``None`` = a full pass over the windows. A
+        training split of fewer batches is shuffled several times end to end to fill the epoch.
     """
 
     max_epochs: int | None = 10

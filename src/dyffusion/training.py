@@ -75,22 +75,35 @@ class _EpochShuffle(Sampler[int]):
     Under DDP each process takes every world-size-th window of it from its rank, as many as every other process:
     the processes' batches of a step hold the windows of one single-process batch world-size times as large.
 
+    An epoch of at least ``per_process`` windows on every process: a split smaller than that is shuffled several
+    times end to end. Otherwise it would end its epoch, and validate, after every pass; with sampled validation
+    (ensembles of whole sampling loops) that can cost more than the training between two validations. A split
+    smaller than ``batch_size`` keeps one pass, so that no batch holds a window twice.
+
     torch's RandomSampler takes its order from a generator whose state is in no checkpoint, so the epoch redone
     after a resume would get other batches; Lightning's DistributedSampler would shuffle it once more.
     """
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, per_process: int = 0, batch_size: int = 1):
+        self.size, self.seed, self.per_process, self.batch_size, self.epoch = size, seed, per_process, batch_size, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def passes(self) -> int:
+        # Read when iterated, not when built: Lightning sets up the process group after the loaders are made.
+        if self.size < self.batch_size:
+            return 1
+        return max(1, -(-self.per_process * process_group_shard().count // self.size))
+
     def __len__(self) -> int:
-        return self.size // process_group_shard().count
+        return self.size * self.passes // process_group_shard().count
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(_epoch_seeds(self.seed, self.epoch)[1])
-        order, shard = torch.randperm(self.size, generator=generator).tolist(), process_group_shard()
+        order = torch.cat([torch.randperm(self.size, generator=generator) for _ in range(self.passes)]).tolist()
+        shard = process_group_shard()
         return iter([order[index] for index in shard.indices(len(self) * shard.count)])
 
 
@@ -161,7 +174,9 @@ def _loader(windows: WindowDataset, batch_size: int, config: TrainerConfig, shuf
     """Training batches shuffled by (``shuffle_seed``, epoch), or validation batches in order (``None``); under DDP
     this process's part of them (``whole``: all validation batches, for work outside Lightning)."""
     train = shuffle_seed is not None
-    sampler = _EpochShuffle(len(windows), shuffle_seed) if train else None if whole else _ValidationShare(len(windows))
+    per_epoch = (config.batches_per_epoch or 0) * batch_size
+    sampler = (_EpochShuffle(len(windows), shuffle_seed, per_epoch, batch_size) if train
+               else None if whole else _ValidationShare(len(windows)))
     # Dropping a ragged last batch keeps batch statistics even, unless the split is smaller than one batch.
     # The loader's own generator: each new iterator draws a worker seed from it, and that draw must not move the
     # global RNG (Lightning makes the iterator of a resumed epoch at another moment than in an uninterrupted run).

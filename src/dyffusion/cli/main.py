@@ -628,6 +628,7 @@ BENCHMARKS = {
     "continuous": ("continuous.py", []),
     "stochasticity": ("stochasticity.py", []),
     "learning-curve": ("learning_curve.py", []),
+    "long-run": ("long_run.py", []),
 }
 BENCHMARKS_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
 
