@@ -66,6 +66,24 @@ def point(data: Path, run_dir: Path, method: str, budget: float, members: int, s
     return record
 
 
+def score_points(file: Path, data: Path, out: Path, methods: list[str], budgets: list[float], members: int,
+                 say: Progress) -> list[dict]:
+    """The points kept in ``file``, with every missing (method, budget) trained in ``out`` and scored; the file is
+    rewritten after every point, so an interrupted command loses at most one."""
+    file.parent.mkdir(exist_ok=True)
+    points = json.loads(file.read_text()) if file.exists() else []
+    for budget in budgets:
+        for method in methods:
+            if any(p["method"] == method and p["budget_minutes"] == budget and p["members"] == members
+                   for p in points):
+                say(f"{method} {budget:g} min: scored before, kept")
+                continue
+            say(f"{method} {budget:g} min: training (resumed if it was interrupted)")
+            points.append(point(data, out / f"{method}-{budget:g}min", method, budget, members, say))
+            write_json(file, points)
+    return points
+
+
 def figure(points: list[dict]) -> None:
     earlier = json.loads(EARLIER.read_text()) if EARLIER.exists() else []
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(4 * len(SPLITS), 3.4), sharex=True)
@@ -112,17 +130,7 @@ def main() -> None:
     data = args.out / "data"
     say(f"spring mesh in {data} (kept when there)")
     write_spring_mesh_splits(data, **SCALE, seed=0, progress=False)
-    HERE.mkdir(exist_ok=True)
-    points = json.loads(POINTS.read_text()) if POINTS.exists() else []
-    for budget in budgets:
-        for method in methods:
-            if any(p["method"] == method and p["budget_minutes"] == budget and p["members"] == args.members
-                   for p in points):
-                say(f"{method} {budget:g} min: scored before, kept")
-                continue
-            say(f"{method} {budget:g} min: training (resumed if it was interrupted)")
-            points.append(point(data, args.out / f"{method}-{budget:g}min", method, budget, args.members, say))
-            write_json(POINTS, points)  # after every point: an interrupted command loses at most one
+    points = score_points(POINTS, data, args.out, methods, budgets, args.members, say)
     figure(points)
     command = " ".join(["python benchmarks/learning_curve.py", *sys.argv[1:]])
     append([

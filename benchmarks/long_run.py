@@ -1,6 +1,6 @@
 """One long spring-mesh run on the paper's data size, next to the paper's numbers (SPEC section 8, issue 17).
 
-    python benchmarks/long_run.py [--budget-minutes 70] [--methods dyffusion] [--members 50] [--out DIR]
+    python benchmarks/long_run.py [--budget-minutes 60] [--methods dyffusion] [--members 50] [--out DIR]
 
 Data: the paper's split sizes, 100 train / 3 val / 15 test / 15 OOD-test trajectories of 805 frames (seed 0), in
 DIR/data. Each method trains once from scratch with ``paper.py``'s configuration (preset `demo`, the strided
@@ -16,18 +16,17 @@ interrupted training in DIR), the table to ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from learning_curve import SPLITS, point  # noqa: E402
+from learning_curve import score_points  # noqa: E402
+from learning_curve import table as points_table  # noqa: E402
 from paper import NAMES, SYSTEMS, Progress  # noqa: E402
 from results import append, machine  # noqa: E402
 
 from dyffusion.data.spring_mesh import write_spring_mesh_splits  # noqa: E402
-from dyffusion.io import write_json  # noqa: E402
 
 POINTS = Path(__file__).parent / "long_run" / "points.json"
 SCALE = {"train": 100, "val": 3, "test": 15, "ood_test": 15}
@@ -35,12 +34,8 @@ PAPER = SYSTEMS["spring-mesh"].paper  # split -> method -> (CRPS, MSE, SSR, seco
 
 
 def table(points: list[dict]) -> list[str]:
-    lines = ["| method | minutes | optimiser steps | sampling steps | validation CRPS | SSR | test CRPS | SSR | "
-             "OOD-test CRPS | SSR |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for p in sorted(points, key=lambda p: (p["method"], p["budget_minutes"])):
-        scores = " | ".join(f"{p[split]['crps']:.4f} | {p[split]['ssr']:.2f}" for split in SPLITS)
-        lines.append(f"| {NAMES[p['method']]} | {p['budget_minutes']:g} | {p['steps']} | "
-                     f"{p['sampling_steps'] or '–'} | {scores} |")
+    """The learning curve's table of the points, the paper's numbers below."""
+    lines = points_table(points)
     for method in ("dropout", "dyffusion"):
         paper = " | ".join(f"{PAPER[split][method][0]:.4f} | {PAPER[split][method][2]:.2f}"
                            for split in ("test", "test_ood"))
@@ -50,7 +45,7 @@ def table(points: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget-minutes", type=float, default=70.0)
+    parser.add_argument("--budget-minutes", type=float, default=60.0)
     parser.add_argument("--methods", default="dyffusion", help="comma-separated, of " + ", ".join(NAMES))
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path(os.path.relpath(Path(__file__).parent / "runs" / "long-run")))
@@ -63,17 +58,8 @@ def main() -> None:
     say(f"spring mesh at the paper's size in {data} (kept when there)")
     write_spring_mesh_splits(data, **SCALE, seed=0, progress=False)
     say("data ready")
-    POINTS.parent.mkdir(exist_ok=True)
-    points = json.loads(POINTS.read_text()) if POINTS.exists() else []
     budget = args.budget_minutes
-    for method in methods:
-        if any(p["method"] == method and p["budget_minutes"] == budget and p["members"] == args.members
-               for p in points):
-            say(f"{method} {budget:g} min: scored before, kept")
-            continue
-        say(f"{method} {budget:g} min: training (resumed if it was interrupted)")
-        points.append(point(data, args.out / f"{method}-{budget:g}min", method, budget, args.members, say))
-        write_json(POINTS, points)
+    points = score_points(POINTS, data, args.out, methods, [budget], args.members, say)
     command = " ".join(["python benchmarks/long_run.py", *sys.argv[1:]])
     append([
         f"\n## Long spring-mesh run on the paper's data size ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n",

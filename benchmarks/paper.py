@@ -290,6 +290,8 @@ def main() -> None:
     budget = Budget(steps=args.steps) if args.steps is not None else Budget(
         args.budget_minutes if args.budget_minutes is not None else QUICK_BUDGET_MINUTES if args.quick
         else BUDGET_MINUTES)
+    for name in names:  # a step count the presets cannot take is refused before any work
+        method_config(SYSTEMS[name], "dyffusion", budget)
     members = QUICK_MEMBERS if args.quick else MEMBERS
     # Relative to the working directory where it can be, so that RESULTS.md names the figures portably.
     name = "paper" + ("-quick" if args.quick else "") + (f"-steps-{args.steps}" if args.steps is not None else "")
