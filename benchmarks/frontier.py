@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from paper import Progress
-from results import append, chosen_systems, machine
+from results import append, chosen_names, machine
 
 from dyffusion.data.contract import open_gridded
 from dyffusion.evaluation import full_rollout
@@ -117,7 +117,7 @@ def main() -> None:
                                                    "benchmarks/runs/paper)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, of " + ", ".join(SYSTEMS))
     args = parser.parse_args()
-    names = chosen_systems(parser, args.systems, SYSTEMS)
+    names = chosen_names(parser, args.systems, SYSTEMS)
     if args.members < 1:
         parser.error(f"--members must be >= 1, got {args.members}")
     # Relative to the working directory where it can be, so that RESULTS.md names the files portably.

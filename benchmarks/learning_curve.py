@@ -34,7 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from paper import NAMES, SYSTEMS, Budget, Progress, method_config, steps  # noqa: E402
-from results import append, machine  # noqa: E402
+from results import append, chosen_names, machine  # noqa: E402
 
 from dyffusion.data.contract import open_gridded  # noqa: E402
 from dyffusion.data.spring_mesh import write_spring_mesh_splits  # noqa: E402
@@ -123,9 +123,7 @@ def main() -> None:
                         default=Path(os.path.relpath(Path(__file__).parent / "runs" / "learning-curve")))
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if unknown := [m for m in methods if m not in NAMES]:
-        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(NAMES)}")
+    methods = chosen_names(parser, args.methods, NAMES, "--methods")
     say = Progress()
     data = args.out / "data"
     say(f"spring mesh in {data} (kept when there)")

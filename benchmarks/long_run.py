@@ -24,7 +24,7 @@ from pathlib import Path
 from learning_curve import score_points  # noqa: E402
 from learning_curve import table as points_table  # noqa: E402
 from paper import NAMES, SYSTEMS, Progress  # noqa: E402
-from results import append, machine  # noqa: E402
+from results import append, chosen_names, machine  # noqa: E402
 
 from dyffusion.data.spring_mesh import write_spring_mesh_splits  # noqa: E402
 
@@ -50,9 +50,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path(os.path.relpath(Path(__file__).parent / "runs" / "long-run")))
     args = parser.parse_args()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if unknown := [m for m in methods if m not in NAMES]:
-        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(NAMES)}")
+    methods = chosen_names(parser, args.methods, NAMES, "--methods")
     say = Progress()
     data = args.out / "data"
     say(f"spring mesh at the paper's size in {data} (kept when there)")

@@ -51,7 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from results import append, chosen_systems, machine
+from results import append, chosen_names, machine
 
 from dyffusion.config import ExperimentConfig, load_config, nested
 from dyffusion.data.contract import open_gridded
@@ -284,7 +284,7 @@ def main() -> None:
                         help="results directory (default benchmarks/runs/paper[-quick][-steps-N])")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, of " + ", ".join(SYSTEMS))
     args = parser.parse_args()
-    names = chosen_systems(parser, args.systems, SYSTEMS)
+    names = chosen_names(parser, args.systems, SYSTEMS)
     if args.steps is not None and args.budget_minutes is not None:
         parser.error("give --budget-minutes or --steps, not both")
     budget = Budget(steps=args.steps) if args.steps is not None else Budget(

@@ -16,13 +16,14 @@ def machine() -> str:
     return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def chosen_systems(parser: argparse.ArgumentParser, text: str, known: Iterable[str]) -> list[str]:
-    """The comma-separated names of ``--systems``, each one of ``known`` (else the parser's one-line error)."""
+def chosen_names(parser: argparse.ArgumentParser, text: str, known: Iterable[str],
+                 option: str = "--systems") -> list[str]:
+    """The comma-separated names given to ``option``, each one of ``known`` (else the parser's one-line error)."""
     known = list(known)
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
     if unknown or not names:
-        parser.error(f"--systems: unknown {unknown}; choose from {', '.join(known)}")
+        parser.error(f"{option}: unknown {unknown}; choose from {', '.join(known)}")
     return names
 
 
