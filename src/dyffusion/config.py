@@ -17,6 +17,7 @@ from typing import Any, Union
 import yaml
 
 from dyffusion.data.splits import SplitConfig
+from dyffusion.errors import ConfigError
 from dyffusion.networks.config import NetworkConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -222,10 +223,6 @@ class ExperimentConfig:
         if self.method == "dyffusion" and self.data.horizon < 2:
             raise ConfigError(f"DYffusion needs data.horizon >= 2 (got {self.data.horizon}): its interpolator learns "
                               "the states between x_t and x_{t+h}, and h = 1 has none; the baselines accept h = 1")
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
 
 
 def _check_minimums(section: str, config: Any, **minimums: int) -> None:

@@ -14,6 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dyffusion.errors import RunError
+
 
 def _umask() -> int:
     current = os.umask(0)
@@ -87,7 +89,7 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file, damaged or cut short? ({error})") from None
+        raise RunError(f"{path}: not a readable safetensors file, damaged or cut short? ({error})") from None
     expected = module.state_dict()
     missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
     reshaped = [f"{name} {tuple(state[name].shape)} instead of {tuple(expected[name].shape)}"
@@ -95,5 +97,5 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
     if missing or unexpected or reshaped:
         problems = [f"{len(found)} {what} (first: {found[0]})" for what, found in
                     (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if found]
-        raise ValueError(f"{path}: the weights do not fit the network of the run's config.yaml ({'; '.join(problems)})")
+        raise RunError(f"{path}: the weights do not fit the network of the run's config.yaml ({'; '.join(problems)})")
     module.load_state_dict(state)

@@ -25,16 +25,13 @@ from dyffusion.config import ExperimentConfig, read_config
 from dyffusion.data.boundary import BoundaryCondition, build_boundary_condition
 from dyffusion.data.contract import Channel, GriddedData, figure_view
 from dyffusion.data.normalization import Normalizer
+from dyffusion.errors import RunError
 from dyffusion.forecaster.model import Forecaster
 from dyffusion.interpolator.model import Interpolator
 from dyffusion.io import load_weights
 from dyffusion.sampling.ensemble import EnsemblePipeline
 from dyffusion.sampling.pipeline import DYffusionPipeline
 from dyffusion.schedule import StepSchedule
-
-
-class RunError(ValueError):
-    """A run directory that is missing, incomplete, or does not fit the data it is used with."""
 
 
 @dataclass

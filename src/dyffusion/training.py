@@ -42,6 +42,7 @@ from dyffusion.data.normalization import Normalizer
 from dyffusion.data.splits import open_split
 from dyffusion.data.windows import WindowDataset
 from dyffusion.distributed import barrier, is_global_zero, process_group_shard, quiet_lightning
+from dyffusion.errors import UserError
 from dyffusion.evaluation.choose_steps import choose_steps
 from dyffusion.forecaster.module import ForecasterModule
 from dyffusion.interpolator.module import InterpolatorModule
@@ -385,15 +386,15 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     writes or deletes files, and all return the run once it is written.
     """
     if stage not in ("both", *STAGES):
-        raise ValueError(f"unknown stage {stage!r}; choose both, interpolator or forecaster")
+        raise UserError(f"unknown stage {stage!r}; choose both, interpolator or forecaster")
     check_loggers(loggers)
     run = Path(out)
     if resume and (run / "config.yaml").exists():
         config = _resumed_config(run, config)
     if config.method != "dyffusion" and stage != "both":
-        raise ValueError(f"--stage {stage} is for DYffusion; method {config.method!r} has a single stage")
+        raise UserError(f"--stage {stage} is for DYffusion; method {config.method!r} has a single stage")
     if config.trainer.max_epochs is None and not config.trainer.max_minutes:
-        raise ValueError("no training budget: give --max-epochs or --max-minutes (trainer.max_epochs/max_minutes)")
+        raise UserError("no training budget: give --max-epochs or --max-minutes (trainer.max_epochs/max_minutes)")
     summary_path = run / "training.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if resume and summary.get("data") and Path(summary["data"]) != Path(data).resolve():
@@ -417,7 +418,7 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
         spec = DataSpec.from_dict(json.loads((run / "data.json").read_text()))
     else:
         if config.data.normalization not in ("channel", "point"):
-            raise ValueError(f"data.normalization must be 'channel' or 'point', got {config.data.normalization!r}")
+            raise ConfigError(f"data.normalization must be 'channel' or 'point', got {config.data.normalization!r}")
         normalizer = Normalizer.fit(train.values, train.valid, per_point=config.data.normalization == "point",
                                     progress=not quiet and isinstance(train.values, LazyFrames))
         spec = DataSpec.from_data(train, normalizer, config.data.time_stride)

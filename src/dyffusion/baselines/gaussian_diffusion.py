@@ -22,6 +22,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from dyffusion.errors import ConfigError, UserError
+
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 SCHEDULE_NAMES = ("cosine", "linear")
 
@@ -67,7 +69,7 @@ class NoiseSchedule:
             return cls.cosine(num_steps)
         if name == "linear":
             return cls.linear(num_steps)
-        raise ValueError(f"unknown noise schedule {name!r}; choose one of {SCHEDULE_NAMES}")
+        raise ConfigError(f"unknown noise schedule {name!r}; choose one of {SCHEDULE_NAMES}")
 
     @property
     def num_steps(self) -> int:
@@ -82,7 +84,7 @@ class NoiseSchedule:
 
 def _check_num_steps(num_steps: int) -> None:
     if num_steps < 1:
-        raise ValueError(f"num_steps must be at least 1 (got {num_steps})")
+        raise ConfigError(f"num_steps must be at least 1 (got {num_steps})")
 
 
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -160,7 +162,7 @@ def ancestral_sample(denoiser: Denoiser, condition: torch.Tensor, shape: tuple, 
 def ddim_steps(num_train_steps: int, num_steps: int) -> list[int]:
     """Evenly spaced steps visited by DDIM, decreasing from T-1 to 0 (just [T-1] when ``num_steps`` is 1)."""
     if not 1 <= num_steps <= num_train_steps:
-        raise ValueError(f"DDIM num_steps must be in 1..{num_train_steps} (got {num_steps})")
+        raise UserError(f"DDIM num_steps must be in 1..{num_train_steps} (got {num_steps})")
     if num_steps == 1:
         return [num_train_steps - 1]
     # Spacing (T-1)/(S-1) >= 1, so the rounded steps are distinct.

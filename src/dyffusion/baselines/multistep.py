@@ -15,6 +15,7 @@ from torch import nn
 from dyffusion.config import BaselineConfig
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.distributed import log_validation_scores
+from dyffusion.errors import UserError
 from dyffusion.interpolator.loss import masked_mean
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
 from dyffusion.sampling.ensemble import EnsemblePipeline, ensemble_crps
@@ -61,7 +62,7 @@ class MultiStepPipeline(EnsemblePipeline):
         times = [float(t) for t in (output_times if output_times is not None else range(1, self.horizon + 1))]
         for time in times:
             if not 0 < time <= self.horizon:
-                raise ValueError(f"requested time {time} outside (0, {self.horizon}]")
+                raise UserError(f"requested time {time} outside (0, {self.horizon}]")
         batch = initial.shape[0]
         start = initial + self.perturbation_scale * torch.randn_like(initial) if self.perturbation_scale else initial
         model = self._counted(self.model, batch)

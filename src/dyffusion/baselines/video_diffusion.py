@@ -18,6 +18,7 @@ from dyffusion.baselines.gaussian_diffusion import NoiseSchedule, ancestral_samp
 from dyffusion.config import BaselineConfig, ConfigError
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.distributed import log_validation_scores
+from dyffusion.errors import UserError
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
 from dyffusion.sampling.ensemble import EnsemblePipeline, ensemble_crps
 
@@ -87,7 +88,7 @@ class VideoDiffusionPipeline(EnsemblePipeline):
                      output_times: Sequence[float] | None) -> tuple[list[float], torch.Tensor]:
         times = [float(t) for t in (output_times if output_times is not None else range(1, self.horizon + 1))]
         if any(not float(t).is_integer() or not 1 <= t <= self.horizon for t in times):
-            raise ValueError(f"this method forecasts the whole lead times 1..{self.horizon} only, not {times}")
+            raise UserError(f"this method forecasts the whole lead times 1..{self.horizon} only, not {times}")
         batch, height, width = initial.shape[0], *initial.shape[-2:]
         shape = (batch, self.horizon * self.model.channels, height, width)
         condition = torch.cat([initial, static], dim=1)

@@ -1,6 +1,7 @@
 """The ``dyffusion`` command: data, validate-solver, fit, evaluate, frontier, forecast, animate, info, demo.
 
-Bad input ends with one line on stderr and exit code 2, never a traceback (``--debug`` shows it).
+Bad input (a :class:`dyffusion.errors.UserError` or an ``OSError``) ends with one line on stderr and exit code 2,
+never a traceback (``--debug`` shows it); any other exception is our bug: one line naming it, exit code 1.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from dyffusion.config import (
     METHODS,
     PRECISIONS,
     SAMPLERS,
-    ConfigError,
     available_presets,
     load_config,
     nested,
     parse_override,
 )
 from dyffusion.data.contract import DataError
+from dyffusion.errors import UserError
 
-USER_ERRORS = (ConfigError, DataError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
-               NotADirectoryError, OSError)
+# What the user can fix: our UserError family and the OS refusing a path (missing, not allowed, disk full).
+# Any other exception is a bug of ours and is reported as one; a ValueError is not taken for bad input.
+USER_ERRORS = (UserError, OSError)
 
 
 def _floats(text: str) -> list[float]:
@@ -299,7 +301,7 @@ def _rollout(text: str | None, run, data, default: int) -> int:
     if text == "full":
         return full_rollout(run, data)
     if not text.isdigit():
-        raise ValueError(f"--rollout takes a number of steps or 'full', got {text!r}")
+        raise UserError(f"--rollout takes a number of steps or 'full', got {text!r}")
     return int(text)
 
 
@@ -307,7 +309,7 @@ def _pipeline_options(args: argparse.Namespace) -> dict:
     from dyffusion.schedule import parse_steps
 
     if args.ddim_steps is not None and args.ddim_steps < 1:
-        raise ValueError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
+        raise UserError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
     return {"sampler": args.sampler, "steps": parse_steps(args.sampling_steps) if args.sampling_steps else None,
             "refine": args.refine, "ddim_steps": args.ddim_steps, "precision": args.precision}
 
@@ -346,7 +348,7 @@ def _processes(args: argparse.Namespace, run):
 def _date_range(text: str, option: str) -> tuple[str, str]:
     first, separator, last = text.partition("..")
     if not separator or not first.strip() or not last.strip():
-        raise ValueError(f"{option}: expected START..END, e.g. 2019-01-01..2019-12-31, got {text!r}")
+        raise UserError(f"{option}: expected START..END, e.g. 2019-01-01..2019-12-31, got {text!r}")
     return first.strip(), last.strip()
 
 
@@ -367,7 +369,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         return
     counts = {"train": args.train, "val": args.val, "test": args.test}
     if any(count < 0 for count in counts.values()):
-        raise ValueError(f"trajectory counts must be >= 0, got {counts}")
+        raise UserError(f"trajectory counts must be >= 0, got {counts}")
     if args.system == "spring-mesh":
         from dyffusion.data.spring_mesh import write_spring_mesh_splits
 
@@ -377,7 +379,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         from dyffusion.data.navier_stokes import write_navier_stokes_splits
 
         if args.workers is not None and args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+            raise UserError(f"--workers must be >= 1, got {args.workers}")
         paths = write_navier_stokes_splits(args.out_dir, **counts, seed=args.seed, workers=args.workers,
                                            progress=not args.quiet)
     for split, path in paths.items():
@@ -431,7 +433,7 @@ def _evaluate_continuous(args: argparse.Namespace) -> None:
              "--save-forecasts": args.save_forecasts is not None,
              "--devices and the like": bool(_process_options(args))}
     if any(given.values()):
-        raise ValueError(f"--continuous scores the first horizon of one run in one process; drop "
+        raise UserError(f"--continuous scores the first horizon of one run in one process; drop "
                          f"{', '.join(name for name, present in given.items() if present)}")
     run, data = _run_data(argparse.Namespace(**{**vars(args), "run": args.runs[0]}))
     out = args.out or args.runs[0] / f"eval-{args.split}"
@@ -457,9 +459,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     compare = len(args.runs) > 1
     if compare and args.out is None:
-        raise ValueError("give --out DIR to compare several runs")
+        raise UserError("give --out DIR to compare several runs")
     if compare and args.save_forecasts is not None and Path(args.save_forecasts).is_absolute():
-        raise ValueError("with several runs, --save-forecasts takes a file name inside each run's OUT/<run name>")
+        raise UserError("with several runs, --save-forecasts takes a file name inside each run's OUT/<run name>")
     runs, data = _runs_to_compare(args)
     labels = _run_labels(args.runs)
     outs = [args.out / label if compare else args.out or args.runs[0] / f"eval-{args.split}" for label in labels]
@@ -685,6 +687,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dyffusion {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:
+        if args.debug or os.environ.get("DYFFUSION_DEBUG"):
+            raise
+        print(f"dyffusion {args.command}: internal error (a bug in dyffusion, not in your input): "
+              f"{type(error).__name__}: {_one_line(error)}; rerun with --debug for the traceback and report it",
+              file=sys.stderr)
+        return 1
     return code or 0
 
 

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import torch
 
 from dyffusion.data.normalization import Normalizer
+from dyffusion.errors import ConfigError, DataError
 
 # (frames (B, [L,] C, H, W), initial (B, C, H, W), static (B, S, H, W), lead_times (L floats, data steps))
 # -> frames. Frames and initial are normalised, static is raw.
@@ -94,7 +95,7 @@ def build_boundary_condition(name: str | None, static_names: list[str], mask_nam
         return no_boundary_condition
     if name == "fixed_points":
         if mask_name not in static_names:
-            raise ValueError(f"boundary condition 'fixed_points' needs the static mask {mask_name!r}; "
+            raise DataError(f"boundary condition 'fixed_points' needs the static mask {mask_name!r}; "
                              f"the data has {static_names}")
         return FixedPoints(static_names.index(mask_name))
     if name == "channel_flow":
@@ -103,9 +104,9 @@ def build_boundary_condition(name: str | None, static_names: list[str], mask_nam
         missing = ([c for c in ("u", "v") if c not in channel_names] + [s for s in statics if s not in static_names]
                    + [p for p in ["inflow_ramp_rate"] if p not in parameters])
         if missing or normalizer is None:
-            raise ValueError(f"boundary condition 'channel_flow' needs the channels u, v, the static variables "
+            raise DataError(f"boundary condition 'channel_flow' needs the channels u, v, the static variables "
                              f"{statics}, the parameter inflow_ramp_rate and a normalizer; missing "
                              f"{missing or ['normalizer']} (channels {channel_names}, static {static_names})")
         return ChannelFlow(normalizer, time_step, parameters["inflow_ramp_rate"], channel_names.index("u"),
                            channel_names.index("v"), *(static_names.index(s) for s in statics))
-    raise ValueError(f"unknown boundary condition {name!r} (known: none, fixed_points, channel_flow)")
+    raise ConfigError(f"unknown boundary condition {name!r} (known: none, fixed_points, channel_flow)")

@@ -23,10 +23,7 @@ import numpy as np
 import xarray as xr
 
 from dyffusion.data.frames import LazyFrames, should_stream
-
-
-class DataError(ValueError):
-    """Data that does not meet the contract; the message names what and where."""
+from dyffusion.errors import DataError
 
 
 @dataclass(frozen=True)

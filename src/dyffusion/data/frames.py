@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dyffusion.errors import DataError
+
 STREAM_FRACTION = 0.25  # stream a split whose frames would take more than this share of the usable memory
 
 
@@ -94,8 +96,6 @@ class LazyFrames:
 
     def _checked(self, frames: np.ndarray, trajectories: np.ndarray, times: np.ndarray, source: str) -> np.ndarray:
         """Masked points set to 0; any other NaN or inf is an error naming the first one."""
-        from dyffusion.data.contract import DataError
-
         valid = np.ones((len(trajectories), *self.grid[1:]), bool) if self.valid is None else self.valid[trajectories]
         valid = valid[:, None, None]
         bad = ~np.isfinite(frames) & valid

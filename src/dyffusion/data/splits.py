@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from dyffusion.data.contract import DataError, GriddedData, from_xarray, is_split_directory, open_dataset, open_gridded
+from dyffusion.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ][\d:.]+)?)?)?$")
@@ -42,14 +43,14 @@ class SplitConfig:
         if self.ranges and self.by is None:
             self.by = "time"
         if self.by not in (None, "time", "trajectory"):
-            raise ValueError(f"data.split.by must be time or trajectory, got {self.by!r}")
+            raise ConfigError(f"data.split.by must be time or trajectory, got {self.by!r}")
         if self.by == "trajectory" and self.ranges:
-            raise ValueError("time ranges split by time: drop --split-by trajectory or the ranges")
+            raise ConfigError("time ranges split by time: drop --split-by trajectory or the ranges")
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"data.split.{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ConfigError(f"data.split.{name} must be in [0, 1), got {getattr(self, name)}")
         if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val and test fractions leave nothing to train on")
+            raise ConfigError("val and test fractions leave nothing to train on")
 
     @property
     def ranges(self) -> dict[str, str]:

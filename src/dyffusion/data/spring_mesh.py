@@ -22,6 +22,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from dyffusion.data.generation import is_complete, split_seed, write_netcdf
+from dyffusion.errors import UserError
 
 STORED_STEP = 0.00781
 SUBSTEPS = 128
@@ -132,7 +133,7 @@ def integrate_spring_mesh(q0: np.ndarray, v0: np.ndarray, frames: int, progress:
     their ``q0`` and get zero velocity.
     """
     if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
+        raise UserError(f"frames must be >= 1, got {frames}")
     free = (1.0 - fixed_mask().astype(np.float64))[None, :, :, None]
     q = np.ascontiguousarray(np.moveaxis(np.asarray(q0, np.float64), 0, -1))  # batch-last
     v = np.ascontiguousarray(np.moveaxis(np.asarray(v0, np.float64), 0, -1)) * free

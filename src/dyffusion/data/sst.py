@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from dyffusion.data.contract import DataError
 from dyffusion.data.generation import split_seed, write_netcdf
+from dyffusion.errors import UserError
 
 PAPER_BOXES = (84, 85, 86, 87, 88, 89, 108, 109, 110, 111, 112)
 PAPER_DATE_SPLITS = {"train": ("1982-01-01", "2018-12-31"), "val": ("2019-01-01", "2019-12-31"),
@@ -101,7 +102,7 @@ def box_region(box_id: int) -> tuple[float, float]:
     row, column = divmod(int(box_id), BOXES_PER_ROW)
     south = 45.0 - 15.0 * row
     if not -30.0 <= south <= 15.0:  # the synthetic climate is only made for the tropics
-        raise ValueError(f"box {box_id} is outside 30S-30N, the synthetic tropics (boxes 48-143)")
+        raise UserError(f"box {box_id} is outside 30S-30N, the synthetic tropics (boxes 48-143)")
     return south, 15.0 * (column + 1)
 
 
@@ -160,7 +161,7 @@ def enso_index(seed: int, dates: np.ndarray) -> np.ndarray:
     white noise, run from ``ENSO_EPOCH`` so that it does not depend on the requested dates; same for every box.
     """
     if dates.min() < ENSO_EPOCH:
-        raise ValueError(f"synthetic SST starts at {ENSO_EPOCH}, asked for {dates.min()}")
+        raise UserError(f"synthetic SST starts at {ENSO_EPOCH}, asked for {dates.min()}")
     days = int((dates.max() - ENSO_EPOCH).astype(int)) + 1
     radius, frequency = np.exp(-1.0 / ENSO_DAMPING_DAYS), 2.0 * np.pi / ENSO_PERIOD_DAYS
     a1, a2 = 2.0 * radius * np.cos(frequency), -radius * radius
@@ -219,7 +220,7 @@ def advected_anomalies(rng: np.random.Generator, dates: np.ndarray, size: int) -
 def _daily_dates(start, end) -> np.ndarray:
     first, last = _as_day(start), _as_day(end)
     if last < first:
-        raise ValueError(f"end {last} is before start {first}")
+        raise UserError(f"end {last} is before start {first}")
     return np.arange(first, last + 1, dtype="datetime64[D]")
 
 
@@ -227,7 +228,7 @@ def synthetic_box(box_id: int, start, end, seed: int = 0, size: int = BOX_SIZE) 
     """A synthetic OISST-like box file: ``sst`` ``(time, lat, lon)`` float32 degC, daily ``start``..``end``
     (inclusive), NaN on land; deterministic for (seed, box_id, start, end, size). See the module docstring."""
     if not 1 <= size <= BOX_SIZE:
-        raise ValueError(f"size must be in 1..{BOX_SIZE}, got {size}")
+        raise UserError(f"size must be in 1..{BOX_SIZE}, got {size}")
     dates = _daily_dates(start, end)
     lat, lon = _box_grid(box_id, size)
     maps = _climate_maps(lat, lon)

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from dyffusion.data.frames import LazyFrames
 from dyffusion.data.normalization import Normalizer
+from dyffusion.errors import ConfigError, DataError
 
 
 class WindowDataset(Dataset):
@@ -31,12 +32,12 @@ class WindowDataset(Dataset):
                  with_window: bool = False):
         num_trajectories, num_frames = values.shape[:2]
         if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
+            raise ConfigError(f"horizon must be >= 1, got {horizon}")
         if target_range is not None and not 1 <= target_range[0] <= target_range[1]:
             # The interpolator's targets x_{t+1}..x_{t+h-1} do not exist for h = 1.
-            raise ValueError(f"no target times {target_range[0]}..{target_range[1]} for horizon {horizon}")
+            raise ConfigError(f"no target times {target_range[0]}..{target_range[1]} for horizon {horizon}")
         if num_frames <= horizon:
-            raise ValueError(f"trajectories have {num_frames} frames: too short for horizon {horizon} "
+            raise DataError(f"trajectories have {num_frames} frames: too short for horizon {horizon} "
                              f"(needs at least {horizon + 1})")
         self.values, self.normalizer = values, normalizer
         self.static = torch.from_numpy(np.ascontiguousarray(static))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dyffusion.data.contract import GriddedData
+from dyffusion.errors import UserError
 from dyffusion.evaluation.evaluate import area_weights, initial_conditions
 from dyffusion.evaluation.forecast import sample_ensembles
 from dyffusion.metrics import LeadTimeScores
@@ -46,7 +47,7 @@ def interpolate_linearly(initial: torch.Tensor, ensemble: torch.Tensor, knots: S
         raise ValueError(f"need {ensemble.shape[2]} increasing knots > 0 for the ensemble's lead times, got {knots}")
     at = torch.tensor(list(times), dtype=torch.float64)
     if bool(((at < 0) | (at > grid[-1])).any()):
-        raise ValueError(f"times must lie in [0, {grid[-1].item():g}], got {list(times)}")
+        raise UserError(f"times must lie in [0, {grid[-1].item():g}], got {list(times)}")
     left = (torch.searchsorted(grid, at, right=True) - 1).clamp(max=len(knots) - 1)
     weight = ((at - grid[left]) / (grid[left + 1] - grid[left])).to(ensemble.dtype).reshape(1, 1, -1, 1, 1, 1)
     start = initial.to(ensemble.dtype).expand(ensemble.shape[0], *initial.shape)[:, :, None]
@@ -84,14 +85,14 @@ def evaluate_continuous(run: Run, data: GriddedData, members: int, inits: int | 
     DYffusion / linear of those means.
     """
     if run.method != "dyffusion":
-        raise ValueError(f"continuous-time evaluation needs a DYffusion run, whose interpolator forecasts "
+        raise UserError(f"continuous-time evaluation needs a DYffusion run, whose interpolator forecasts "
                          f"real-valued lead times; {run.path} is a {run.method} run")
     stride = run.spec.time_stride
     if stride == 1:
-        raise ValueError(f"{run.path} was trained on every stored frame (data.time_stride 1): no stored frames lie "
+        raise UserError(f"{run.path} was trained on every stored frame (data.time_stride 1): no stored frames lie "
                          f"between its lead times to score")
     if members < 1:
-        raise ValueError(f"--members must be >= 1, got {members}")
+        raise UserError(f"--members must be >= 1, got {members}")
     run.spec.check(data)
     coarse = data.subsample_time(stride)
     times = fine_lead_times(run.horizon, stride)

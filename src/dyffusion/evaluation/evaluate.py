@@ -9,6 +9,7 @@ import torch
 
 from dyffusion.data.contract import DataError, GriddedData
 from dyffusion.distributed import Shard
+from dyffusion.errors import UserError
 from dyffusion.evaluation.forecast import sample_ensembles, stack_batches
 from dyffusion.metrics import LeadTimeScores
 from dyffusion.run import Run
@@ -63,7 +64,7 @@ def initial_conditions(data: GriddedData, rollout: int, inits: int | None) -> li
     if inits is None:
         return default
     if inits < 1:
-        raise ValueError(f"--inits must be >= 1, got {inits}")
+        raise UserError(f"--inits must be >= 1, got {inits}")
     picks = np.linspace(0, len(candidates) - 1, min(inits, len(candidates))).round().astype(int)
     return [candidates[i] for i in sorted(set(picks.tolist()))]
 
@@ -91,12 +92,12 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
     of all and returns the result (the same as one process's with the same seed), the other processes None.
     """
     if members < 1:
-        raise ValueError(f"--members must be >= 1, got {members}")
+        raise UserError(f"--members must be >= 1, got {members}")
     run.spec.check(data)
     data = data.subsample_time(run.spec.time_stride)
     rollout = run.horizon if rollout is None else rollout
     if rollout < 1:
-        raise ValueError(f"--rollout must be >= 1, got {rollout}")
+        raise UserError(f"--rollout must be >= 1, got {rollout}")
     pairs = initial_conditions(data, rollout, inits)
     weights = area_weights(data, lat_weighting)
     pipeline = run.pipeline(**(pipeline_options or {}))

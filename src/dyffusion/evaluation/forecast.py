@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from dyffusion.config import MEMBER_DIMS
 from dyffusion.data.contract import DataError, GriddedData
 from dyffusion.distributed import Shard
+from dyffusion.errors import UserError
 from dyffusion.io import atomic_path, check_writable_directory
 from dyffusion.run import DataSpec, Run
 from dyffusion.sampling.ensemble import EnsemblePipeline
@@ -105,9 +106,9 @@ def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition],
     data = data.subsample_time(run.spec.time_stride)
     members = run.config.sampling.members if members is None else members
     if members < 1:
-        raise ValueError(f"members must be >= 1, got {members}")
+        raise UserError(f"members must be >= 1, got {members}")
     if steps is not None and steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise UserError(f"steps must be >= 1, got {steps}")
     _check_inits(data, inits)
     pipeline = run.pipeline(**(pipeline_options or {}))
     samples = sample_ensembles(pipeline, run.spec, data, inits, members, run.horizon if steps is None else steps,
@@ -155,7 +156,7 @@ def forecast_to_xarray(ensemble: np.ndarray, lead_times: Sequence[float], spec: 
     """ensemble (M, N, L, C, H, W) from the N ``inits`` of ``data`` (at the run's stride) -> the forecast Dataset;
     ``truth`` (N, L, C, H, W) adds ``truth_<variable>`` with dims (init_time, lead_time, ...)."""
     if member_dim not in MEMBER_DIMS:
-        raise ValueError(f"member dimension must be one of {', '.join(MEMBER_DIMS)}, got {member_dim!r}")
+        raise UserError(f"member dimension must be one of {', '.join(MEMBER_DIMS)}, got {member_dim!r}")
     trajectories = np.array([t for t, _ in inits])
     starts = np.array([s for _, s in inits])
     if data.valid is not None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from dyffusion.config import SAMPLERS
 from dyffusion.data.contract import GriddedData
+from dyffusion.errors import UserError
 from dyffusion.evaluation.evaluate import evaluate
 from dyffusion.io import atomic_path, write_json, write_text
 from dyffusion.plots import plot_frontier
@@ -65,7 +66,7 @@ def frontier_schedules(schedule: StepSchedule, subdivisions: Sequence[int] = (2,
     named["all"] = [float(step) for step in range(schedule.num_steps)]
     for parts in subdivisions:
         if parts < 2:
-            raise ValueError(f"subdivisions must be >= 2, got {parts}")
+            raise UserError(f"subdivisions must be >= 2, got {parts}")
         named[f"all x{parts}"] = [step / parts for step in range(schedule.last_step * parts + 1)]
     distinct: dict[tuple[float, ...], str] = {}
     for name, steps in named.items():
@@ -77,7 +78,7 @@ def check_samplers(samplers: Sequence[str]) -> None:
     unknown = [sampler for sampler in samplers if sampler not in SAMPLERS]
     if unknown or not samplers:
         problem = f"unknown sampler {', '.join(unknown)}" if unknown else "no sampler given"
-        raise ValueError(f"--samplers: {problem}; choose from {', '.join(SAMPLERS)}")
+        raise UserError(f"--samplers: {problem}; choose from {', '.join(SAMPLERS)}")
 
 
 def require_dyffusion(method: str, path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dyffusion.errors import ConfigError
 from dyffusion.networks import NetworkConfig, build_network
 
 CONDITIONING_MODES = ("data", "none", "data+noise")
@@ -20,7 +21,7 @@ class Forecaster(nn.Module):
     def __init__(self, network: NetworkConfig, channels: int, static_channels: int, conditioning: str = "data"):
         super().__init__()
         if conditioning not in CONDITIONING_MODES:
-            raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {CONDITIONING_MODES}")
+            raise ConfigError(f"unknown conditioning {conditioning!r}; choose one of {CONDITIONING_MODES}")
         self.conditioning = conditioning
         condition_channels = 0 if conditioning == "none" else channels
         self.network = build_network(network, channels + condition_channels + static_channels, channels)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dyffusion.errors import ConfigError
+
 from .config import NetworkConfig
 from .convnet import ConvNet
 from .dropout import has_dropout, set_mc_dropout
@@ -45,7 +47,7 @@ def _build(config: NetworkConfig, in_channels: int, out_channels: int) -> nn.Mod
                        head_dropout=config.head_dropout, **common)
     if config.name == "unet":
         if config.head_dropout:
-            raise ValueError("network.head_dropout is for the convnet: the U-Net's dropout sits inside its residual "
+            raise ConfigError("network.head_dropout is for the convnet: the U-Net's dropout sits inside its residual "
                              "blocks at every level, none before its output head")
         return UNet(
             in_channels,
@@ -54,7 +56,7 @@ def _build(config: NetworkConfig, in_channels: int, out_channels: int) -> nn.Mod
             blocks_per_level=config.blocks_per_level,
             **common,
         )
-    raise ValueError(f"unknown network name {config.name!r}; valid names: {', '.join(NETWORK_NAMES)}")
+    raise ConfigError(f"unknown network name {config.name!r}; valid names: {', '.join(NETWORK_NAMES)}")
 
 
 __all__ = [

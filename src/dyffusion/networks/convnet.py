@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from dyffusion.errors import ConfigError
+
 from .dropout import Dropout
 from .embedding import FiLM, TimeEmbedding, batch_time
 
@@ -38,7 +40,7 @@ class Conditioning(nn.Module):
 
 def _conv(c_in: int, c_out: int, kernel_size: int, padding_mode: str) -> nn.Conv2d:
     if kernel_size % 2 == 0:
-        raise ValueError(f"kernel sizes must be odd for symmetric 'same' padding, got {kernel_size}")
+        raise ConfigError(f"kernel sizes must be odd for symmetric 'same' padding, got {kernel_size}")
     return nn.Conv2d(c_in, c_out, kernel_size, padding="same", padding_mode=padding_mode)
 
 
@@ -81,7 +83,7 @@ class ConvNet(nn.Module):
     ):
         super().__init__()
         if not kernel_sizes:
-            raise ValueError("kernel_sizes must name at least one kernel size")
+            raise ConfigError("kernel_sizes must name at least one kernel size")
         emb_dim = 4 * time_embedding_dim
         self.time_embedding = TimeEmbedding(time_embedding_dim, emb_dim)
         self.conv_in = _conv(in_channels, width, kernel_sizes[0], padding_mode)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dyffusion.errors import ConfigError
+
 
 def sinusoidal_embedding(time: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Transformer-style sinusoidal features of a real-valued time.
@@ -18,7 +20,7 @@ def sinusoidal_embedding(time: Tensor, dim: int, max_period: float = 10_000.0) -
     monotonically over the whole ~0..150 range, so both resolutions are available to the MLP.
     """
     if dim < 2:
-        raise ValueError(f"time embedding dim must be >= 2, got {dim}")
+        raise ConfigError(f"time embedding dim must be >= 2, got {dim}")
     half = dim // 2
     # Computed in float32 whatever the input dtype: sin/cos of t*freq loses precision in half.
     exponent = torch.arange(half, device=time.device, dtype=torch.float32) / half

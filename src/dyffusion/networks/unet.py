@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dyffusion.errors import ConfigError
+
 from .dropout import Dropout
 from .embedding import FiLM, TimeEmbedding, batch_time
 
@@ -81,7 +83,7 @@ class UNet(nn.Module):
     ):
         super().__init__()
         if not channel_multipliers or blocks_per_level < 1:
-            raise ValueError("UNet needs at least one level and one block per level")
+            raise ConfigError("UNet needs at least one level and one block per level")
         emb_dim = 4 * time_embedding_dim
         chans = [width * m for m in channel_multipliers]
         self.factor = 2 ** (len(chans) - 1)

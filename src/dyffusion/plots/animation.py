@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from dyffusion.config import MEMBER_DIMS
 from dyffusion.data.contract import DataError
+from dyffusion.errors import UserError
 from dyffusion.io import atomic_path, check_writable_directory
 
 __all__ = ["ANIMATION_SUFFIXES", "animate_forecast", "check_animation_path"]
@@ -33,7 +34,7 @@ def check_animation_path(path: str | Path) -> None:
     """Raise now, before any sampling, if :func:`animate_forecast` could not write ``path``."""
     path = Path(path)
     if path.suffix.lower() not in ANIMATION_SUFFIXES:
-        raise ValueError(f"{path}: an animation is written as .gif or .mp4, not as "
+        raise UserError(f"{path}: an animation is written as .gif or .mp4, not as "
                          f"{path.suffix or 'a file without suffix'}")
     if path.suffix.lower() == ".mp4" and not FFMpegWriter.isAvailable():
         raise FileNotFoundError(errno.ENOENT, "writing MP4 needs ffmpeg, which is not installed (apt-get install "

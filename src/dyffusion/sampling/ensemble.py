@@ -9,6 +9,7 @@ from torch import nn
 
 from dyffusion.config import PRECISIONS
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
+from dyffusion.errors import UserError
 from dyffusion.interpolator.loss import masked_mean
 from dyffusion.metrics import crps_ensemble
 
@@ -30,7 +31,7 @@ class EnsemblePipeline:
     def __init__(self, horizon: int, boundary_condition: BoundaryCondition = no_boundary_condition,
                  max_batch: int = 1024, precision: str = "float32"):
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.horizon, self.boundary_condition, self.max_batch = horizon, boundary_condition, max_batch
         self.precision = precision
         self.network_evaluations = 0.0
@@ -70,7 +71,7 @@ class EnsemblePipeline:
                  output_times: Sequence[float] | None = None) -> tuple[list[float], torch.Tensor]:
         """Ensemble over one horizon: initial (B, C, H, W), static (B, S, H, W) -> (lead_times, (M, B, L, C, H, W))."""
         if members < 1:
-            raise ValueError(f"members must be >= 1, got {members}")
+            raise UserError(f"members must be >= 1, got {members}")
         self.prepare()
         batch = initial.shape[0]
         device = next(self.modules[0].parameters()).device  # inputs follow the model; outputs come back

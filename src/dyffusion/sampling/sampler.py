@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from dyffusion.config import SAMPLERS
+from dyffusion.errors import ConfigError, UserError
 from dyffusion.schedule import StepSchedule
 
 Interpolate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,12 +41,12 @@ def sample_horizon(interpolate: Interpolate, forecast: Forecast, initial: torch.
     before h when ``refine`` is on, are re-predicted as ``I(x_t, final forecast, time)``.
     """
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     horizon = schedule.horizon
     output_times = [float(t) for t in (output_times if output_times is not None else range(1, horizon + 1))]
     for time in output_times:
         if not 0 < time <= horizon:
-            raise ValueError(f"requested time {time} outside (0, {horizon}]")
+            raise UserError(f"requested time {time} outside (0, {horizon}]")
     times = [schedule.time_of(step) for step in steps]
     progress = [step / schedule.last_step for step in steps]
     batch = initial.shape[0]

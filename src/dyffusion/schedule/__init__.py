@@ -13,6 +13,8 @@ from typing import Sequence
 
 import torch
 
+from dyffusion.errors import ConfigError, UserError
+
 SCHEDULE_KINDS = ("before_t1_only", "linear")
 
 
@@ -30,11 +32,11 @@ class StepSchedule:
 
     def __post_init__(self) -> None:
         if self.horizon < 2:
-            raise ValueError(f"horizon must be at least 2 (got {self.horizon}): DYffusion interpolates inside it")
+            raise ConfigError(f"horizon must be at least 2 (got {self.horizon}): DYffusion interpolates inside it")
         if self.kind not in SCHEDULE_KINDS:
-            raise ValueError(f"unknown schedule kind {self.kind!r}; choose one of {SCHEDULE_KINDS}")
+            raise ConfigError(f"unknown schedule kind {self.kind!r}; choose one of {SCHEDULE_KINDS}")
         if self.extra_steps < 0:
-            raise ValueError(f"extra_steps must be >= 0 (got {self.extra_steps})")
+            raise ConfigError(f"extra_steps must be >= 0 (got {self.extra_steps})")
 
     @property
     def num_steps(self) -> int:
@@ -98,19 +100,19 @@ def sampling_steps(schedule: StepSchedule, which: str | Sequence[float] = "all")
             chosen = list(schedule.dynamical_steps)
         elif mode in ("every", "first"):
             if not argument.isdigit() or int(argument) < 1:
-                raise ValueError(f"{which!r}: expected {mode}:m with a whole number m >= 1")
+                raise UserError(f"{which!r}: expected {mode}:m with a whole number m >= 1")
             m = int(argument)
             extra = artificial[m - 1 :: m] if mode == "every" else artificial[:m]
             chosen = list(schedule.dynamical_steps) + list(extra)
         else:
-            raise ValueError(
+            raise UserError(
                 f"unknown sampling steps {which!r}; use all, dynamical, every:m, first:m or a list of steps"
             )
     else:
         chosen = [float(s) for s in which]
         for step in chosen:
             if not 0 <= step <= schedule.last_step:
-                raise ValueError(f"sampling step {step} outside [0, {schedule.last_step}]")
+                raise UserError(f"sampling step {step} outside [0, {schedule.last_step}]")
     return sorted(set(chosen) | {0, schedule.last_step})
 
 
