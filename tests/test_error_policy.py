@@ -19,7 +19,7 @@ def test_a_valueerror_of_our_own_is_an_internal_error_with_a_hint(tiny_run, monk
     assert len(lines) == 1 and lines[0].startswith("dyffusion info: internal error")
     assert "ValueError: an invariant of ours does not hold" in lines[0] and "--debug" in lines[0]
     with pytest.raises(ValueError, match="invariant"):
-        main(["info", str(tiny_run), "--debug"])
+        main(["--debug", "info", str(tiny_run)])
 
 
 def test_a_user_error_raised_deep_in_the_library_is_still_one_line(spring_data, tmp_path, capsys):

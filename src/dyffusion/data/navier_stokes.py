@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from dyffusion.data.flow_solver import Channel, FlowSolver, SolverSettings
 from dyffusion.data.generation import is_complete, split_seed, write_array, write_netcdf
+from dyffusion.errors import DataError
 
 GRID_SPACING = 0.01
 FRAME_STEP = 0.08
@@ -174,6 +175,14 @@ def _is_complete(path: Path, count: int, frames: int, seed: int, settings: Solve
                        solver_time_step=settings.time_step)
 
 
+def _read_part(path: Path) -> np.ndarray:
+    """One finished trajectory of an interrupted generation; never unpickled, whoever put the file there."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:  # object arrays, a damaged header: not a part this generator wrote
+        raise DataError(f"{path}: not a trajectory part of this generator ({error}); delete it to regenerate") from None
+
+
 def write_navier_stokes_splits(out_dir, train: int = 100, val: int = 2, test: int = 5, seed: int = 0,
                                settings: SolverSettings = SolverSettings(), num_frames: int = NUM_FRAMES,
                                workers: int | None = None, progress: bool = True) -> dict[str, Path]:
@@ -210,7 +219,7 @@ def write_navier_stokes_splits(out_dir, train: int = 100, val: int = 2, test: in
             continue
         parts = _parts_dir(out_dir, split, seed, settings, num_frames)
         obstacles = split_obstacles(seed, split, counts[split])
-        fields = np.stack([np.load(parts / f"{index:04d}.npy", allow_pickle=False) for index in range(len(obstacles))])
+        fields = np.stack([_read_part(parts / f"{index:04d}.npy") for index in range(len(obstacles))])
         write_netcdf(navier_stokes_dataset(obstacles, fields, settings, split_rng_seed), path)
         shutil.rmtree(parts)
     return paths
