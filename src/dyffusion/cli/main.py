@@ -682,14 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (MemoryError, *USER_ERRORS) as error:
-        if args.debug or os.environ.get("DYFFUSION_DEBUG"):
-            raise
-        print(f"dyffusion {args.command}: error: {_one_line(error)}", file=sys.stderr)
-        return 2
     except Exception as error:
         if args.debug or os.environ.get("DYFFUSION_DEBUG"):
             raise
+        if isinstance(error, (MemoryError, *USER_ERRORS)):
+            print(f"dyffusion {args.command}: error: {_one_line(error)}", file=sys.stderr)
+            return 2
         print(f"dyffusion {args.command}: internal error (a bug in dyffusion, not in your input): "
               f"{type(error).__name__}: {_one_line(error)}; rerun with --debug for the traceback and report it",
               file=sys.stderr)
