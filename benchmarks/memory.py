@@ -42,9 +42,9 @@ from dyffusion.data.normalization import Normalizer
 from dyffusion.data.splits import open_split
 from dyffusion.data.spring_mesh import write_spring_mesh_splits
 from dyffusion.data.windows import WindowDataset
-from dyffusion.forecaster.module import ForecasterModule
-from dyffusion.interpolator.model import Interpolator
-from dyffusion.interpolator.module import InterpolatorModule
+from dyffusion.method.stages import ForecasterModule
+from dyffusion.method.interpolator import Interpolator
+from dyffusion.method.stages import InterpolatorModule
 from dyffusion.io import write_json, write_text
 from dyffusion.run import DataSpec
 

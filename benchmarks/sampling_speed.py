@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 import torch
 from results import append, machine
 
-from dyffusion.forecaster import Forecaster
-from dyffusion.interpolator import Interpolator
+from dyffusion.method.forecaster import Forecaster
+from dyffusion.method.interpolator import Interpolator
 from dyffusion.networks import NetworkConfig, set_mc_dropout
-from dyffusion.sampling.sampler import sample_horizon
-from dyffusion.schedule import StepSchedule, sampling_steps
+from dyffusion.method.sampler import sample_horizon
+from dyffusion.method.schedule import StepSchedule, sampling_steps
 
 
 def unbatched_cold(interpolate, forecast, initial, schedule, steps):

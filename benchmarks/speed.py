@@ -64,14 +64,14 @@ from dyffusion.baselines.video_diffusion import FrameStackDenoiser, VideoDiffusi
 from dyffusion.config import ExperimentConfig, load_config
 from dyffusion.data.normalization import Normalizer
 from dyffusion.data.windows import WindowDataset
-from dyffusion.forecaster.model import Forecaster
-from dyffusion.forecaster.module import ForecasterModule
-from dyffusion.interpolator.model import Interpolator
-from dyffusion.interpolator.module import InterpolatorModule
+from dyffusion.method.forecaster import Forecaster
+from dyffusion.method.stages import ForecasterModule
+from dyffusion.method.interpolator import Interpolator
+from dyffusion.method.stages import InterpolatorModule
 from dyffusion.networks import set_mc_dropout
 from dyffusion.networks.dropout import Dropout
-from dyffusion.sampling.pipeline import DYffusionPipeline
-from dyffusion.schedule import StepSchedule
+from dyffusion.method.pipeline import DYffusionPipeline
+from dyffusion.method.schedule import StepSchedule
 
 DDIM_STEPS = 20
 PERTURBATION_SCALE = 0.05  # any scale: the noise is one addition per member, the cost does not depend on it

@@ -11,7 +11,7 @@ from dyffusion.data.boundary import ChannelFlow, FixedPoints, build_boundary_con
 from dyffusion.data.contract import Channel, GriddedData
 from dyffusion.data.normalization import Normalizer
 from dyffusion.run import DataSpec
-from dyffusion.sampling.ensemble import EnsemblePipeline
+from dyffusion.ensemble import EnsemblePipeline
 
 H, W, K, DT = 6, 8, 5.0, 0.05
 CHANNELS = ["p", "u", "v"]  # deliberately not u, v, p: the condition must use the indices it is given

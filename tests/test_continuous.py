@@ -11,8 +11,8 @@ from dyffusion.cli.main import main
 from dyffusion.data.splits import open_split
 from dyffusion.evaluation.continuous import evaluate_continuous, fine_lead_times, in_between_means, interpolate_linearly
 from dyffusion.run import Run
-from dyffusion.sampling.sampler import sample_horizon
-from dyffusion.schedule import StepSchedule, sampling_steps
+from dyffusion.method.sampler import sample_horizon
+from dyffusion.method.schedule import StepSchedule, sampling_steps
 from tests.test_sampling import DECAY, HORIZON, OMEGA, oracles
 
 

@@ -15,7 +15,7 @@ from dyffusion.evaluation.frontier import (
     matched_budgets,
     pareto_front,
 )
-from dyffusion.schedule import StepSchedule
+from dyffusion.method.schedule import StepSchedule
 
 
 def test_schedules_of_a_schedule_without_artificial_steps():

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from dyffusion.config import ForecasterConfig, SamplingConfig
-from dyffusion.forecaster import Forecaster, forecaster_loss
-from dyffusion.forecaster.module import ForecasterModule
-from dyffusion.interpolator import Interpolator, interpolator_loss
+from dyffusion.method.forecaster import Forecaster, forecaster_loss
+from dyffusion.method.stages import ForecasterModule
+from dyffusion.method.interpolator import Interpolator, interpolator_loss
 from dyffusion.networks import NetworkConfig
 
 

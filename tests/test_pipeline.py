@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from dyffusion.data.boundary import FixedPoints
-from dyffusion.forecaster import Forecaster
-from dyffusion.interpolator import Interpolator
+from dyffusion.method.forecaster import Forecaster
+from dyffusion.method.interpolator import Interpolator
 from dyffusion.networks import NetworkConfig
-from dyffusion.sampling.pipeline import DYffusionPipeline
-from dyffusion.schedule import StepSchedule
+from dyffusion.method.pipeline import DYffusionPipeline
+from dyffusion.method.schedule import StepSchedule
 
 
 def models(dropout):

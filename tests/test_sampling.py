@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from dyffusion.sampling.sampler import sample_horizon
-from dyffusion.schedule import StepSchedule, sampling_steps
+from dyffusion.method.sampler import sample_horizon
+from dyffusion.method.schedule import StepSchedule, sampling_steps
 
 OMEGA, DECAY, HORIZON = 0.7, 0.1, 6
 

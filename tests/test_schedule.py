@@ -1,6 +1,6 @@
 import pytest
 
-from dyffusion.schedule import StepSchedule, parse_steps, sampling_steps
+from dyffusion.method.schedule import StepSchedule, parse_steps, sampling_steps
 
 
 def test_before_t1_only_times_match_the_spec():

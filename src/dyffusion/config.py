@@ -17,12 +17,12 @@ from typing import Any, Union
 import yaml
 
 from dyffusion.data.splits import SplitConfig
+from dyffusion.ensemble import PRECISIONS
 from dyffusion.errors import ConfigError
+from dyffusion.method.sampler import SAMPLERS
 from dyffusion.networks.config import NetworkConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
-SAMPLERS = ("cold", "naive", "heun")  # DYffusion's reverse processes (dyffusion.sampling.sampler)
-PRECISIONS = ("float32", "bfloat16")  # of the networks while sampling
 
 
 @dataclass

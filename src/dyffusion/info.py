@@ -10,7 +10,7 @@ import torch
 from dyffusion.baselines.video_diffusion import DEFAULT_SCHEDULES
 from dyffusion.config import ExperimentConfig
 from dyffusion.run import RunError, build_models, read_run_description
-from dyffusion.schedule import StepSchedule
+from dyffusion.method.schedule import StepSchedule
 
 
 def _schedule(config: ExperimentConfig) -> dict:

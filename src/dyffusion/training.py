@@ -44,8 +44,8 @@ from dyffusion.data.windows import WindowDataset
 from dyffusion.distributed import barrier, is_global_zero, process_group_shard, quiet_lightning
 from dyffusion.errors import UserError
 from dyffusion.evaluation.choose_steps import choose_steps
-from dyffusion.forecaster.module import ForecasterModule
-from dyffusion.interpolator.module import InterpolatorModule
+from dyffusion.method.stages import ForecasterModule
+from dyffusion.method.stages import InterpolatorModule
 from dyffusion.io import atomic_path, load_weights, save_tensors, save_weights, write_json
 from dyffusion.run import DataSpec, Run, RunError, build_models
 

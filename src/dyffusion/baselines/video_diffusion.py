@@ -20,7 +20,7 @@ from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.distributed import log_validation_scores
 from dyffusion.errors import UserError
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
-from dyffusion.sampling.ensemble import EnsemblePipeline, ensemble_crps
+from dyffusion.ensemble import EnsemblePipeline, ensemble_crps
 
 DEFAULT_SCHEDULES = {"ddpm": "cosine", "mcvd": "linear"}
 

@@ -306,7 +306,7 @@ def _rollout(text: str | None, run, data, default: int) -> int:
 
 
 def _pipeline_options(args: argparse.Namespace) -> dict:
-    from dyffusion.schedule import parse_steps
+    from dyffusion.method.schedule import parse_steps
 
     if args.ddim_steps is not None and args.ddim_steps < 1:
         raise UserError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from dyffusion.data.frames import LazyFrames, should_stream
+from dyffusion.data.reading import extra_dims, is_zarr, open_dataset, read_values, read_variable
 from dyffusion.errors import DataError
 
 
@@ -108,46 +108,9 @@ def figure_view(attrs: dict, channel_names: list[str], source: str) -> tuple[str
     return view, channels
 
 
-def _is_zarr(path: Path) -> bool:
-    return path.suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists()
-
-
 def is_split_directory(path: Path) -> bool:
     """A directory of split files (``train.nc``, ``val.zarr``, ...), not a zarr store."""
-    return path.is_dir() and not _is_zarr(path)
-
-
-def _first_sentence(error: Exception) -> str:
-    """The gist of a reader's error: some span lines (xarray lists its backends and links)."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror  # without the errno and the path, which the message gives already
-    text = str(error).strip()
-    return text.splitlines()[0].split(". ")[0] if text else type(error).__name__
-
-
-def open_dataset(path: Path) -> xr.Dataset:
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist")
-    try:
-        if _is_zarr(path):
-            with warnings.catch_warnings():
-                # A store without consolidated metadata is as valid as one with it.
-                warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated metadata")
-                return xr.open_zarr(path)
-        return xr.open_dataset(path)
-    except Exception as error:  # xarray raises many types for unreadable files
-        raise DataError(f"cannot open {path} as netCDF or zarr: {_first_sentence(error)}") from None
-
-
-def _read(var: xr.DataArray, source: str) -> np.ndarray:
-    """A variable's values as float32; a damaged chunk or block is a DataError, not a decoder's traceback."""
-    try:
-        return np.asarray(var.values, dtype=np.float32)
-    except MemoryError:
-        raise
-    except Exception as error:  # netCDF, HDF5, zarr and their codecs raise many types for damaged data
-        raise DataError(f"{source}: cannot read variable {var.name!r} (is the file damaged or cut short?): "
-                        f"{_first_sentence(error)}") from None
+    return path.is_dir() and not is_zarr(path)
 
 
 def resolve_split(path: str | Path, split: str | None) -> Path:
@@ -216,7 +179,7 @@ def from_xarray(ds: xr.Dataset, source: str, min_frames: int = 2, path: Path | N
         if tuple(var.dims[-2:]) != spatial or set(var.dims) - {"trajectory", *spatial}:
             raise DataError(f"{source}: static variable {name!r} must have dims (trajectory, {', '.join(spatial)}) "
                             f"or ({', '.join(spatial)}), got {var.dims}")
-        array = _read(var, source)
+        array = read_variable(var, source)
         array = np.broadcast_to(array, (num_trajectories, *array.shape[-2:])) if array.ndim == 2 else array
         if not np.isfinite(array).all():
             raise DataError(f"{source}: static variable {name!r} contains NaN or inf")
@@ -252,7 +215,7 @@ def _channels(ds: xr.Dataset, dynamic: list[str], spatial: tuple[str, str],
         var = ds[name]
         if tuple(var.dims[-2:]) != spatial:
             raise DataError(f"{source}: variable {name!r} has dims {var.dims}; its last two must be {spatial}")
-        extra = _extra_dims(var, spatial)
+        extra = extra_dims(var, spatial)
         if len(extra) > 1:
             raise DataError(f"{source}: variable {name!r} has more than one extra dimension ({extra})")
         units, long_name = str(var.attrs.get("units", "")), str(var.attrs.get("long_name", ""))
@@ -263,39 +226,6 @@ def _channels(ds: xr.Dataset, dynamic: list[str], spatial: tuple[str, str],
         else:
             channels.append(Channel(name, name, None, None, units, long_name))
     return channels, extra_coords
-
-
-def _extra_dims(var: xr.DataArray, spatial: tuple[str, str]) -> list[str]:
-    return [d for d in var.dims if d not in ("trajectory", "time", *spatial)]
-
-
-def read_values(ds: xr.Dataset, dynamic: list[str] | tuple[str, ...], spatial: tuple[str, str],
-                source: str, block_bytes: int = 64 * 2**20) -> np.ndarray:
-    """(trajectories, time, C, H, W) float32 of the time-dependent variables, in channel order, as stored.
-
-    Filled block by block (one trajectory, at most ``block_bytes`` of frames of one variable), so reading
-    holds the data once plus one block.
-    """
-    has_trajectories = "trajectory" in ds.dims
-    widths = [ds[name].sizes[_extra_dims(ds[name], spatial)[0]] if _extra_dims(ds[name], spatial) else 1
-              for name in dynamic]
-    trajectories, frames = ds.sizes.get("trajectory", 1), ds.sizes["time"]
-    height, width = ds.sizes[spatial[0]], ds.sizes[spatial[1]]
-    values = np.empty((trajectories, frames, sum(widths), height, width), np.float32)
-    first_channel = 0
-    for name, channels in zip(dynamic, widths):
-        var = ds[name].transpose(*(["trajectory"] if has_trajectories else []), "time",
-                                 *_extra_dims(ds[name], spatial), *spatial)
-        step = max(1, block_bytes // (channels * height * width * 4))
-        for trajectory in range(trajectories):
-            for start in range(0, frames, step):
-                block = var.isel(time=slice(start, start + step))
-                if has_trajectories:
-                    block = block.isel(trajectory=trajectory)
-                values[trajectory, start : start + step, first_channel : first_channel + channels] = \
-                    _read(block, source).reshape(-1, channels, height, width)
-        first_channel += channels
-    return values
 
 
 LATITUDE_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dyffusion.data.reading import open_dataset, read_values
 from dyffusion.errors import DataError
 
 STREAM_FRACTION = 0.25  # stream a split whose frames would take more than this share of the usable memory
@@ -29,7 +30,7 @@ class LazyFrames:
     channel_variables: the file variable of each channel (a variable with an extra dim gives several).
     trajectories / times: indices into the file's ``trajectory`` (None: the file has no such dim) and ``time``.
     valid: (trajectories, H, W) bool or None; masked points read as 0, and any other non-finite value read is
-    a :class:`~dyffusion.data.contract.DataError` (a streamed split is checked as it is read, not up front).
+    a :class:`~dyffusion.errors.DataError` (a streamed split is checked as it is read, not up front).
     """
 
     path: Path
@@ -57,15 +58,11 @@ class LazyFrames:
         return {**self.__dict__, "_opened": None}  # an open file does not travel to another process
 
     def _dataset(self) -> xr.Dataset:
-        from dyffusion.data.contract import open_dataset
-
         if self._opened is None or self._opened[0] != os.getpid():
             self._opened = (os.getpid(), open_dataset(self.path))
         return self._opened[1]
 
     def __getitem__(self, key) -> "np.ndarray | LazyFrames":
-        from dyffusion.data.contract import read_values
-
         key = key if isinstance(key, tuple) else (key,)
         if len(key) > 2:
             raise IndexError("LazyFrames takes a trajectory and a time index; index the frames it returns further")

@@ -21,7 +21,7 @@ from dyffusion.distributed import Shard
 from dyffusion.evaluation.evaluate import evaluate, full_rollout
 from dyffusion.evaluation.frontier import FrontierRow, best_within, frontier_schedules
 from dyffusion.run import Run
-from dyffusion.schedule import StepSchedule, sampling_steps
+from dyffusion.method.schedule import StepSchedule, sampling_steps
 
 
 def step_candidates(run: Run) -> dict[str, list[float]]:

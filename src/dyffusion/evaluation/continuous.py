@@ -20,7 +20,7 @@ from dyffusion.evaluation.evaluate import area_weights, initial_conditions
 from dyffusion.evaluation.forecast import sample_ensembles
 from dyffusion.metrics import LeadTimeScores
 from dyffusion.run import DataSpec, Run
-from dyffusion.sampling.ensemble import EnsemblePipeline
+from dyffusion.ensemble import EnsemblePipeline
 
 METHODS = {"dyffusion": "DYffusion at real-valued lead times",
            "linear": "linear in time between its integer lead times"}

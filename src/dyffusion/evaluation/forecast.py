@@ -26,7 +26,7 @@ from dyffusion.distributed import Shard
 from dyffusion.errors import UserError
 from dyffusion.io import atomic_path, check_writable_directory
 from dyffusion.run import DataSpec, Run
-from dyffusion.sampling.ensemble import EnsemblePipeline
+from dyffusion.ensemble import EnsemblePipeline
 
 InitialCondition = tuple[int, int]  # (trajectory, start frame)
 

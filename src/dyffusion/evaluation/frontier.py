@@ -16,14 +16,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dyffusion.config import SAMPLERS
 from dyffusion.data.contract import GriddedData
 from dyffusion.errors import UserError
 from dyffusion.evaluation.evaluate import evaluate
+from dyffusion.method.sampler import SAMPLERS
 from dyffusion.io import atomic_path, write_json, write_text
 from dyffusion.plots import plot_frontier
 from dyffusion.run import Run, RunError
-from dyffusion.schedule import StepSchedule, sampling_steps
+from dyffusion.method.schedule import StepSchedule, sampling_steps
 
 
 @dataclass

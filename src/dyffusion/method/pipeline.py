@@ -7,12 +7,12 @@ from typing import Sequence
 import torch
 
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
-from dyffusion.forecaster.model import Forecaster
-from dyffusion.interpolator.model import Interpolator
+from dyffusion.method.forecaster import Forecaster
+from dyffusion.method.interpolator import Interpolator
 from dyffusion.networks import set_mc_dropout
-from dyffusion.sampling.ensemble import EnsemblePipeline
-from dyffusion.sampling.sampler import sample_horizon
-from dyffusion.schedule import StepSchedule, sampling_steps
+from dyffusion.ensemble import EnsemblePipeline
+from dyffusion.method.sampler import sample_horizon
+from dyffusion.method.schedule import StepSchedule, sampling_steps
 
 
 class DYffusionPipeline(EnsemblePipeline):

@@ -7,11 +7,12 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from dyffusion.config import PRECISIONS
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.errors import UserError
-from dyffusion.interpolator.loss import masked_mean
 from dyffusion.metrics import crps_ensemble
+from dyffusion.metrics.masked import masked_mean
+
+PRECISIONS = ("float32", "bfloat16")  # of the networks while sampling
 
 
 class EnsemblePipeline:

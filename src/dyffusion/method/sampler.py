@@ -13,9 +13,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from dyffusion.config import SAMPLERS
 from dyffusion.errors import ConfigError, UserError
-from dyffusion.schedule import StepSchedule
+from dyffusion.method.schedule import StepSchedule
+
+SAMPLERS = ("cold", "naive", "heun")  # the reverse processes of sample_horizon
 
 Interpolate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Forecast = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
