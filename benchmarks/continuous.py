@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def main() -> None:
     load_before = load_average()
     run = Run.load(args.run)
     test = open_gridded(args.data, "test")
-    result = evaluate_continuous(run, test, args.members, args.inits, args.seed, {"refine": args.refine},
-                                 progress=True)
+    refine = run.config.sampling.refine if args.refine is None else args.refine
+    sampling = replace(run.config.sampling, members=args.members, refine=refine)
+    result = evaluate_continuous(run, test, sampling, args.inits, args.seed, progress=True)
     result["split"], result["data"] = "test", test.source
     out = args.out or args.run / ("eval-test-refine" if args.refine else "eval-test")
     paths = write_continuous(out, run, result, {"data": test.source, "split": "test"})

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -59,8 +60,8 @@ def point(data: Path, run_dir: Path, method: str, budget: float, members: int, s
               "sampling_steps": chosen}
     for split in SPLITS:
         frames = open_gridded(data, split)
-        mean = evaluate(run, frames, members, full_rollout(run, frames), seed=0, progress=False,
-                        keep_example=False).metrics["mean"]
+        mean = evaluate(run, frames, replace(run.config.sampling, members=members), full_rollout(run, frames),
+                        seed=0, progress=False, keep_example=False).metrics["mean"]
         record[split] = {"crps": mean["crps"], "mse": mean["mse"], "ssr": mean["ssr"]}
         say(f"{method} {budget:g} min, {split}: CRPS {mean['crps']:.4g}, SSR {mean['ssr']:.3g}")
     return record

@@ -39,14 +39,13 @@ from torch.utils.data import DataLoader
 from dyffusion.baselines.video_diffusion import VideoDiffusionModule
 from dyffusion.config import ExperimentConfig, load_config, nested
 from dyffusion.data.normalization import Normalizer
+from dyffusion.data.spec import DataSpec
 from dyffusion.data.splits import open_split
 from dyffusion.data.spring_mesh import write_spring_mesh_splits
 from dyffusion.data.windows import WindowDataset
-from dyffusion.method.stages import ForecasterModule
-from dyffusion.method.interpolator import Interpolator
-from dyffusion.method.stages import InterpolatorModule
 from dyffusion.io import write_json, write_text
-from dyffusion.run import DataSpec
+from dyffusion.method.interpolator import Interpolator
+from dyffusion.method.stages import ForecasterModule, InterpolatorModule
 
 PRESET = "spring-mesh"
 CHANNELS, STATIC_CHANNELS, GRID = 4, 1, (10, 10)  # the spring mesh: p and q (x, y), the fixed-particle mask

@@ -210,15 +210,15 @@ def train_and_score(name: str, system: System, method: str, data: Path, run_dir:
         run = fit(data, run_dir, method_config(system, method, budget), quiet=True, resume=True)
         say(f"{name}/{method}: trained ({steps(run_dir)} steps)")
         # DDPM and MCVD: DDIM, as in their validation; the others sample as their config says.
-        options = {"ddim_steps": DDIM_STEPS} if method in ("ddpm", "mcvd") else None
+        options = {"ddim_steps": DDIM_STEPS} if method in ("ddpm", "mcvd") else {}
+        sampling = replace(run.config.sampling, members=members, **options)
         for split, file in files.items():
             if file.exists():
                 continue
             test = open_gridded(data, split)
             rollout = full_rollout(run, test) if system.rollout is None else system.rollout
             say(f"{name}/{method}: scoring {split}, {members} members, {rollout} steps")
-            metrics = evaluate(run, test, members, rollout, inits, progress=False, pipeline_options=options,
-                               keep_example=False).metrics
+            metrics = evaluate(run, test, sampling, rollout, inits, progress=False, keep_example=False).metrics
             write_json(file, metrics)
             mean = metrics["mean"]
             say(f"{name}/{method} {split}: CRPS {mean['crps']:.3g}, MSE {mean['mse']:.3g}, SSR {mean['ssr']:.3g}, "

@@ -23,9 +23,9 @@ from results import append, machine
 
 from dyffusion.method.forecaster import Forecaster
 from dyffusion.method.interpolator import Interpolator
-from dyffusion.networks import NetworkConfig, set_mc_dropout
 from dyffusion.method.sampler import sample_horizon
 from dyffusion.method.schedule import StepSchedule, sampling_steps
+from dyffusion.networks import NetworkConfig, set_mc_dropout
 
 
 def unbatched_cold(interpolate, forecast, initial, schedule, steps):

@@ -47,7 +47,7 @@ import sys
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -65,13 +65,12 @@ from dyffusion.config import ExperimentConfig, load_config
 from dyffusion.data.normalization import Normalizer
 from dyffusion.data.windows import WindowDataset
 from dyffusion.method.forecaster import Forecaster
-from dyffusion.method.stages import ForecasterModule
 from dyffusion.method.interpolator import Interpolator
-from dyffusion.method.stages import InterpolatorModule
-from dyffusion.networks import set_mc_dropout
-from dyffusion.networks.dropout import Dropout
 from dyffusion.method.pipeline import DYffusionPipeline
 from dyffusion.method.schedule import StepSchedule
+from dyffusion.method.stages import ForecasterModule, InterpolatorModule
+from dyffusion.networks import set_mc_dropout
+from dyffusion.networks.dropout import Dropout
 
 DDIM_STEPS = 20
 PERTURBATION_SCALE = 0.05  # any scale: the noise is one addition per member, the cost does not depend on it
@@ -320,15 +319,13 @@ def run_goal(args: argparse.Namespace) -> None:
     test = open_gridded(data_dir, "test")
     settings = goal_settings(runs)
     loaded = {method: Run.load(runs / method) for method in {method for method, _ in settings.values()}}
-    # ddim_steps None means "the config's", which is None (ancestral) for these runs: checked, not assumed.
-    assert all(loaded[m].config.baseline.ddim_steps is None for m in ("ddpm", "mcvd"))
     scores = {}
     for name, (method, options) in settings.items():
         print(f"scoring {name}", flush=True)
         run = loaded[method]
         rollout = full_rollout(run, test) if args.full else run.horizon
-        scores[name] = evaluate(run, test, args.members, rollout, progress=False, pipeline_options=options,
-                                keep_example=False).metrics
+        sampling = replace(run.config.sampling, members=args.members, **options)
+        scores[name] = evaluate(run, test, sampling, rollout, progress=False, keep_example=False).metrics
 
     # Side-by-side timing of one forecast (one horizon, 1 initial condition x 50 members), the settings in turns.
     timings = {}
@@ -726,8 +723,8 @@ def crps_check(run_dir: Path, data_dir: Path, members: int) -> list[str]:
     cases = {"float32, seed 0": (run, 0), "float32, seed 1": (run, 1), "bfloat16 autocast, seed 0": (bf16, 0)}
     rows = ["| networks | CRPS | MSE | SSR |", "|---|---|---|---|"]
     for name, (model, seed) in cases.items():
-        mean = evaluate(model, data, members, full_rollout(run, data), seed=seed, progress=False,
-                        keep_example=False).metrics["mean"]
+        mean = evaluate(model, data, replace(run.config.sampling, members=members), full_rollout(run, data),
+                        seed=seed, progress=False, keep_example=False).metrics["mean"]
         rows.append(f"| {name} | {mean['crps']:.5f} | {mean['mse']:.6f} | {mean['ssr']:.3f} |")
     return [f"\nCRPS check of bfloat16 on a trained run: `{run_dir}` ("
             f"h = {run.horizon}) on `{data_dir}/test.nc`, {members} members, whole trajectories:\n", *rows]

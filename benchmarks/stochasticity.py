@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,8 +62,9 @@ def score(run, val, members: int, say: Progress, name: str) -> list[dict]:
     candidates = {label: steps for label, steps in frontier_schedules(run.schedule).items() if " x" not in label}
     for refine in (True, False):
         for label, steps in candidates.items():
-            metrics = evaluate(run, val, members, full_rollout(run, val), seed=0, progress=False,
-                               pipeline_options={"steps": steps, "refine": refine}, keep_example=False).metrics
+            sampling = replace(run.config.sampling, members=members, steps=steps, refine=refine)
+            metrics = evaluate(run, val, sampling, full_rollout(run, val), seed=0, progress=False,
+                               keep_example=False).metrics
             mean = metrics["mean"]
             rows.append({"refine": refine, "steps": label, "crps": mean["crps"], "mse": mean["mse"],
                          "ssr": mean["ssr"], "network_evaluations": metrics["network_evaluations"]})

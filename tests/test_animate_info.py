@@ -12,7 +12,8 @@ from PIL import Image
 from dyffusion.cli.main import main
 from dyffusion.config import load_config
 from dyffusion.info import run_info
-from dyffusion.training import _trainer
+from dyffusion.run import RunDir
+from dyffusion.training.lightning import stage_trainer
 from tests.conftest import TINY_NETWORK
 
 BAR_MARKS = ("it/s", "lead/s", "frame/s", "%|")  # what a tqdm bar prints: rate and percentage
@@ -167,5 +168,5 @@ def test_mlflow_and_wandb_log_offline_into_the_run(spring_data, tmp_path, monkey
 
 @pytest.mark.parametrize("quiet", [True, False])
 def test_training_bar_only_without_quiet(quiet, tmp_path):
-    trainer = _trainer(load_config("demo").trainer, tmp_path, "interpolator", None, quiet, 0, ["csv"])
+    trainer = stage_trainer(load_config("demo").trainer, RunDir(tmp_path), "interpolator", None, quiet, 0, ["csv"])
     assert (trainer.progress_bar_callback is None) == quiet

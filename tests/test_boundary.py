@@ -10,7 +10,7 @@ from torch import nn
 from dyffusion.data.boundary import ChannelFlow, FixedPoints, build_boundary_condition, no_boundary_condition
 from dyffusion.data.contract import Channel, GriddedData
 from dyffusion.data.normalization import Normalizer
-from dyffusion.run import DataSpec
+from dyffusion.data.spec import DataSpec
 from dyffusion.ensemble import EnsemblePipeline
 
 H, W, K, DT = 6, 8, 5.0, 0.05

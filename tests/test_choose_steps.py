@@ -4,6 +4,7 @@
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,8 @@ def test_fit_keeps_the_candidate_of_lowest_validation_crps(tiny_run, spring_data
     coarsest = search["candidates"][0]
     val = open_split(spring_data, "val", run.config.data.split, False)
     assert full_rollout(run, val) == 20
-    metrics = evaluate(run, val, 10, 20, None, 0, False, {"sampler": "cold", "steps": coarsest["steps"]},
-                       keep_example=False).metrics
+    sampling = replace(run.config.sampling, members=10, sampler="cold", steps=coarsest["steps"])
+    metrics = evaluate(run, val, sampling, 20, None, 0, False, keep_example=False).metrics
     assert metrics["mean"]["crps"] == pytest.approx(coarsest["crps"], rel=1e-6)
     assert metrics["mean"]["ssr"] == pytest.approx(coarsest["ssr"], rel=1e-6)
     assert metrics["network_evaluations"] == coarsest["network_evaluations"]
@@ -123,7 +124,7 @@ def test_resume_keeps_the_chosen_steps_without_scoring_again(tiny_run, spring_da
     shutil.copytree(tiny_run, run)
     record = _pretend_chosen(run, [0.0, 3.0])
     scored = []
-    monkeypatch.setattr("dyffusion.training.choose_steps", lambda *args: scored.append(args))
+    monkeypatch.setattr("dyffusion.training.choices.choose_steps", lambda *args: scored.append(args))
     # The same options (sampling.steps all) resume the run: the chosen steps are an output of training.
     assert main(["fit", str(spring_data), "--out", str(run), *TINY_FIT, "--resume"]) == 0
     assert scored == [] and _search(run) == record
@@ -149,7 +150,7 @@ def test_without_the_choice_the_configured_steps_stay_and_a_retrained_forecaster
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     _pretend_chosen(run, [0.0, 3.0])
-    monkeypatch.setattr("dyffusion.training.choose_steps", lambda *args: pytest.fail("steps scored"))
+    monkeypatch.setattr("dyffusion.training.choices.choose_steps", lambda *args: pytest.fail("steps scored"))
     assert main(["fit", str(spring_data), "--out", str(run), *TINY_FIT, "--stage", "forecaster",
                  "--set", "sampling.choose_steps=false", "--set", "sampling.steps=[0, 2, 3]"]) == 0
     assert "sampling_steps" not in json.loads((run / "training.json").read_text())

@@ -10,9 +10,9 @@ import torch
 from dyffusion.cli.main import main
 from dyffusion.data.splits import open_split
 from dyffusion.evaluation.continuous import evaluate_continuous, fine_lead_times, in_between_means, interpolate_linearly
-from dyffusion.run import Run
 from dyffusion.method.sampler import sample_horizon
 from dyffusion.method.schedule import StepSchedule, sampling_steps
+from dyffusion.run import Run
 from tests.test_sampling import DECAY, HORIZON, OMEGA, oracles
 
 
@@ -119,7 +119,7 @@ def test_evaluate_continuous_refuses_other_methods(tiny_run, spring_data):
     run = Run.load(tiny_run)
     run.config.method = "dropout"
     with pytest.raises(ValueError, match="needs a DYffusion run"):
-        evaluate_continuous(run, open_split(spring_data, "test"), members=2)
+        evaluate_continuous(run, open_split(spring_data, "test"))
 
 
 def test_evaluate_continuous_refuses_options_it_does_not_use(tiny_run, capsys):

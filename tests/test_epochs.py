@@ -6,25 +6,25 @@ import json
 from collections import Counter
 
 from dyffusion.cli.main import main
-from dyffusion.training import _EpochShuffle
+from dyffusion.training.lightning import EpochShuffle
 from tests.conftest import TINY_NETWORK
 
 
 def test_a_small_split_is_shuffled_often_enough_for_the_epoch_each_window_as_often():
-    sampler = _EpochShuffle(40, seed=3, per_process=100, batch_size=8)
+    sampler = EpochShuffle(40, seed=3, per_process=100, batch_size=8)
     order = list(sampler)
     assert len(order) == len(sampler) == 120  # 3 passes: the fewest that give 100 windows
     assert Counter(order) == {window: 3 for window in range(40)}
     assert [sorted(order[start:start + 40]) for start in (0, 40, 80)] == [list(range(40))] * 3
-    assert list(_EpochShuffle(40, seed=3, per_process=100, batch_size=8)) == order  # (seed, epoch) only
+    assert list(EpochShuffle(40, seed=3, per_process=100, batch_size=8)) == order  # (seed, epoch) only
     sampler.set_epoch(1)
     assert list(sampler) != order
 
 
 def test_a_split_of_one_pass_or_smaller_than_a_batch_keeps_one_pass():
-    assert sorted(_EpochShuffle(40, seed=0, per_process=40, batch_size=8)) == list(range(40))
-    assert sorted(_EpochShuffle(40, seed=0, per_process=0, batch_size=8)) == list(range(40))  # a full pass
-    assert sorted(_EpochShuffle(5, seed=0, per_process=80, batch_size=8)) == list(range(5))  # no window twice
+    assert sorted(EpochShuffle(40, seed=0, per_process=40, batch_size=8)) == list(range(40))
+    assert sorted(EpochShuffle(40, seed=0, per_process=0, batch_size=8)) == list(range(40))  # a full pass
+    assert sorted(EpochShuffle(5, seed=0, per_process=80, batch_size=8)) == list(range(5))  # no window twice
 
 
 def test_a_stage_validates_every_batches_per_epoch_batches_on_a_small_split(spring_data, tmp_path):

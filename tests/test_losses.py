@@ -6,8 +6,8 @@ from torch import nn
 
 from dyffusion.config import ForecasterConfig, SamplingConfig
 from dyffusion.method.forecaster import Forecaster, forecaster_loss
-from dyffusion.method.stages import ForecasterModule
 from dyffusion.method.interpolator import Interpolator, interpolator_loss
+from dyffusion.method.stages import ForecasterModule
 from dyffusion.networks import NetworkConfig
 
 

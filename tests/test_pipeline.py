@@ -6,9 +6,9 @@ import torch
 from dyffusion.data.boundary import FixedPoints
 from dyffusion.method.forecaster import Forecaster
 from dyffusion.method.interpolator import Interpolator
-from dyffusion.networks import NetworkConfig
 from dyffusion.method.pipeline import DYffusionPipeline
 from dyffusion.method.schedule import StepSchedule
+from dyffusion.networks import NetworkConfig
 
 
 def models(dropout):

@@ -12,9 +12,9 @@ import xarray as xr
 from dyffusion.cli.main import main
 from dyffusion.data.contract import DataError, from_xarray, open_gridded
 from dyffusion.data.normalization import Normalizer
+from dyffusion.data.spec import DataSpec
 from dyffusion.data.splits import SplitConfig, open_split, split_indices
 from dyffusion.evaluation.forecast import forecast_to_xarray
-from dyffusion.run import DataSpec
 from tests.conftest import TINY_NETWORK
 
 DAYS = 80

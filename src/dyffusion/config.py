@@ -104,6 +104,7 @@ class SamplingConfig:
     max_batch: largest number of samples (initial conditions x members) in one network call.
     precision: ``float32``, or ``bfloat16`` to run the networks under bfloat16 autocast (faster on CPUs with
     bfloat16 instructions; the sampler's state stays float32).
+    ddim_steps: DDPM/MCVD sample with DDIM in this many steps (None: every diffusion step, ancestral).
 
     DYffusion's ``fit`` replaces ``steps`` by the step list of lowest validation CRPS (``choose_steps``; see
     :mod:`dyffusion.evaluation.choose_steps`): the frontier's candidates, the configured steps among them, scored
@@ -118,6 +119,7 @@ class SamplingConfig:
     members: int = 20
     max_batch: int = 1024
     precision: str = "float32"
+    ddim_steps: int | None = None
     choose_steps: bool = True
     choose_members: int = 10
     choose_rollout: int | None = None
@@ -125,7 +127,7 @@ class SamplingConfig:
     choose_subdivisions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_minimums("sampling", self, members=1, max_batch=1, choose_members=1, choose_rollout=1,
+        _check_minimums("sampling", self, members=1, max_batch=1, ddim_steps=1, choose_members=1, choose_rollout=1,
                         choose_inits=1)
         if any(parts < 2 for parts in self.choose_subdivisions):
             raise ConfigError(f"sampling.choose_subdivisions must each be >= 2, got {list(self.choose_subdivisions)}")
@@ -144,7 +146,7 @@ class BaselineConfig:
     normalised units) to x_t, the scale chosen after training on validation CRPS among ``perturbation_scales``.
     ``ddpm`` and ``mcvd``: Gaussian diffusion over the h future frames stacked on channels, epsilon prediction,
     ``diffusion_steps`` steps with the ``cosine`` (ddpm) or ``linear`` (mcvd) schedule unless ``noise_schedule``
-    says otherwise; ``ddim_steps`` samples with DDIM instead of all steps; validation uses ``val_ddim_steps``.
+    says otherwise; validation samples with DDIM in ``val_ddim_steps`` steps (inference: ``sampling.ddim_steps``).
     ``denoiser_width``: the DDPM/MCVD network's width; unset, ``network.width`` raised to the h x C channels it
     predicts (a narrower network cannot represent their noise, and is refused when given).
     ``clip``: the sampler clamps each predicted x0 to [-clip, clip] (normalised units), as DDPM clamps images to
@@ -161,14 +163,13 @@ class BaselineConfig:
     perturbation_scale: float | None = None
     diffusion_steps: int = 1000
     noise_schedule: str | None = None
-    ddim_steps: int | None = None
     val_ddim_steps: int = 20
     clip: float | None = 5.0
     denoiser_width: int | None = None
 
     def __post_init__(self) -> None:
-        _check_minimums("baseline", self, batch_size=1, val_members=1, diffusion_steps=1, ddim_steps=1,
-                        val_ddim_steps=1, denoiser_width=1)
+        _check_minimums("baseline", self, batch_size=1, val_members=1, diffusion_steps=1, val_ddim_steps=1,
+                        denoiser_width=1)
 
 
 @dataclass
@@ -200,13 +201,13 @@ class TrainerConfig:
             raise ConfigError(f"trainer.max_minutes must be > 0, got {self.max_minutes:g}")
 
 
-METHODS = ("dyffusion", "dropout", "perturbation", "ddpm", "mcvd")
 MEMBER_DIMS = ("member", "number", "realization", "sample")  # names verification tools use for the ensemble
 
 
 @dataclass
 class ExperimentConfig:
-    """``method``: one of METHODS; the sections of the other methods are ignored."""
+    """``method``: a name in :data:`dyffusion.methods.METHODS` (checked there, by ``method_of``); the sections
+    of the other methods are ignored."""
 
     name: str = "default"
     method: str = "dyffusion"
@@ -216,13 +217,6 @@ class ExperimentConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.method == "dyffusion" and self.data.horizon < 2:
-            raise ConfigError(f"DYffusion needs data.horizon >= 2 (got {self.data.horizon}): its interpolator learns "
-                              "the states between x_t and x_{t+h}, and h = 1 has none; the baselines accept h = 1")
 
 
 def _check_minimums(section: str, config: Any, **minimums: int) -> None:
@@ -404,6 +398,9 @@ def save_config(config: ExperimentConfig, path: Path) -> None:
 
 def read_config(path: Path) -> ExperimentConfig:
     values = _read_yaml(path)
+    baseline = values.get("baseline")
+    if isinstance(baseline, dict) and "ddim_steps" in baseline:  # runs written before it moved to sampling
+        values.setdefault("sampling", {}).setdefault("ddim_steps", baseline.pop("ddim_steps"))
     try:
         return _from_dict(ExperimentConfig, values)
     except ValueError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def run_demo(out: str | Path = "demo", max_minutes: float | None = None, quiet: 
     run = fit(out / "data", out / "run", config, quiet=quiet)
     say("[3/3] evaluating full-length rollouts on the test trajectories")
     test = open_gridded(out / "data", "test")
-    result = evaluate(run, test, DEMO_MEMBERS, rollout=full_rollout(run, test), progress=not quiet)
+    result = evaluate(run, test, replace(run.config.sampling, members=DEMO_MEMBERS), rollout=full_rollout(run, test), progress=not quiet)
     metrics = result.metrics
     metrics["split"], metrics["data"] = "test", test.source
     figures = write_evaluation(out, run, metrics, result.example)

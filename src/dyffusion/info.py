@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from dyffusion.baselines.video_diffusion import DEFAULT_SCHEDULES
-from dyffusion.config import ExperimentConfig
-from dyffusion.run import RunError, build_models, read_run_description
-from dyffusion.method.schedule import StepSchedule
-
-
-def _schedule(config: ExperimentConfig) -> dict:
-    """How the method samples: DYffusion's step schedule, the DDPM/MCVD noise schedule, or the baselines' lead
-    times; with the members of an ensemble."""
-    sampling, baseline = config.sampling, config.baseline
-    if config.method == "dyffusion":
-        forecaster = config.forecaster
-        steps = StepSchedule(config.data.horizon, forecaster.schedule, forecaster.extra_steps).num_steps
-        return {"kind": forecaster.schedule, "extra_steps": forecaster.extra_steps, "diffusion_steps": steps,
-                "sampler": sampling.sampler, "sampling_steps": sampling.steps, "refine": sampling.refine,
-                "members": sampling.members}
-    if config.method in ("ddpm", "mcvd"):
-        return {"kind": baseline.noise_schedule or DEFAULT_SCHEDULES[config.method],
-                "diffusion_steps": baseline.diffusion_steps, "ddim_steps": baseline.ddim_steps,
-                "members": sampling.members}
-    scale = {"perturbation_scale": baseline.perturbation_scale} if config.method == "perturbation" else {}
-    return {"kind": f"one network call per lead time 1..{config.data.horizon}", **scale, "members": sampling.members}
-
-
-def _stage_status(run: Path, name: str, entry: dict) -> str:
-    if entry.get("finished") and (run / f"{name}.safetensors").exists():
-        return "finished"
-    if (run / "checkpoints" / name / "last.ckpt").exists():
-        return "interrupted"
-    return "not trained"
+from dyffusion.methods import method_of
+from dyffusion.run import RunDir, read_run_description
 
 
 def _files(run: Path) -> list[dict]:
@@ -61,23 +32,19 @@ def run_info(path: str | Path) -> dict:
     Works on a run whose training has not finished: only config.yaml and data.json must be there.
     """
     run = Path(path)
+    files = RunDir(run)
     config, spec = read_run_description(run)
-    summary_path = run / "training.json"
-    try:
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    except ValueError:
-        summary = None
-    if not isinstance(summary, dict):
-        raise RunError(f"{summary_path}: not the training summary a run writes")
+    method = method_of(config)
+    summary = files.read_summary()
     with torch.device("meta"):  # shapes only: no memory for the weights, no draw from the random generators
-        models = build_models(config, spec)
+        models = method.networks(config, spec)
     networks = {}
     for name, model in models.items():
-        network = getattr(config, name).network if config.method == "dyffusion" else config.baseline.network
+        network = method.network_config(config, name)
         networks[name] = {"backbone": network.name, "width": network.width, "dropout": network.dropout,
                           "parameters": sum(parameter.numel() for parameter in model.parameters()),
-                          "weights": (run / f"{name}.safetensors").exists()}
-    stages = {name: {"status": _stage_status(run, name, summary.get(name, {})),
+                          "weights": files.weights(name).exists()}
+    stages = {name: {"status": files.stage_status(name, summary),
                      **{key: value for key, value in summary.get(name, {}).items() if key != "finished"}}
               for name in models}
     files = _files(run)
@@ -96,11 +63,11 @@ def run_info(path: str | Path) -> dict:
             "masked": spec.masked,
             "boundary_condition": spec.boundary_condition,
         },
-        "schedule": _schedule(config),
+        "schedule": method.sampling_summary(config),
         "networks": networks,
         "training": {"budget": {"max_epochs": config.trainer.max_epochs, "max_minutes": config.trainer.max_minutes},
                      "stages": stages, "total_minutes": summary.get("total_minutes"),
-                     **{key: summary[key] for key in ("perturbation", "sampling_steps") if key in summary}},
+                     **{key: summary[key] for key in method.choices if key in summary}},
         "files": files,
         "total_bytes": sum(file["bytes"] for file in files),
     }

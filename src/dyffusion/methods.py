@@ -31,10 +31,11 @@ from dyffusion.data.boundary import BoundaryCondition
 from dyffusion.data.spec import DataSpec
 from dyffusion.ensemble import EnsemblePipeline
 from dyffusion.errors import ConfigError
-from dyffusion.method.forecaster import Forecaster, ForecasterModule
-from dyffusion.method.interpolator import Interpolator, InterpolatorModule
+from dyffusion.method.forecaster import Forecaster
+from dyffusion.method.interpolator import Interpolator
 from dyffusion.method.pipeline import DYffusionPipeline
 from dyffusion.method.schedule import StepSchedule
+from dyffusion.method.stages import ForecasterModule, InterpolatorModule
 from dyffusion.networks import NetworkConfig
 
 
@@ -211,13 +212,13 @@ class VideoDiffusion(Method):
     def pipeline(self, models, config, sampling, boundary):
         baseline = config.baseline
         return VideoDiffusionPipeline(models["denoiser"], noise_schedule(baseline, self.schedule_name),
-                                      sampling.ddim_steps or baseline.ddim_steps, boundary, sampling.max_batch,
+                                      sampling.ddim_steps, boundary, sampling.max_batch,
                                       baseline.clip, sampling.precision)
 
     def sampling_summary(self, config):
         baseline = config.baseline
         return {"kind": baseline.noise_schedule or DEFAULT_SCHEDULES[self.schedule_name],
-                "diffusion_steps": baseline.diffusion_steps, "ddim_steps": baseline.ddim_steps,
+                "diffusion_steps": baseline.diffusion_steps, "ddim_steps": config.sampling.ddim_steps,
                 "members": config.sampling.members}
 
 

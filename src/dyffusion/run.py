@@ -2,75 +2,120 @@
 
     RUN/config.yaml              the resolved ExperimentConfig
     RUN/data.json                channels, grid, time step, static names, boundary condition, normalisation
-    RUN/interpolator.safetensors DYffusion: weights of stage 1
-    RUN/forecaster.safetensors   DYffusion: stage 2; Perturbation/Dropout: G(x_t, j)
-    RUN/denoiser.safetensors     DDPM/MCVD: the frame-stack denoiser
-    RUN/training.json            what each stage spent and its best validation scores
-    RUN/checkpoints/, RUN/logs/  Lightning checkpoints (for resuming) and training logs (CSV, or fit --logger's)
+    RUN/<stage>.safetensors      the weights of each stage of the method (``dyffusion.methods``)
+    RUN/static.safetensors       static conditions shared by all trajectories (to forecast a bare tensor)
+    RUN/training.json            what each stage spent and its best validation scores, the validation choices
+    RUN/checkpoints/<stage>/, RUN/logs/<stage>/   Lightning checkpoints (for resuming) and training logs
+
+:class:`RunDir` is the one owner of these names; :class:`Run` is a loaded run.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from dyffusion.baselines.multistep import MultiStepForecaster, MultiStepPipeline
-from dyffusion.baselines.video_diffusion import FrameStackDenoiser, VideoDiffusionPipeline, noise_schedule
-from dyffusion.config import ExperimentConfig, read_config
-from dyffusion.data.boundary import BoundaryCondition, build_boundary_condition
-from dyffusion.data.contract import Channel, GriddedData, figure_view
-from dyffusion.data.normalization import Normalizer
-from dyffusion.errors import RunError
-from dyffusion.method.forecaster import Forecaster
-from dyffusion.method.interpolator import Interpolator
-from dyffusion.io import load_weights
+from dyffusion.config import ExperimentConfig, SamplingConfig, read_config
+from dyffusion.data.spec import DataSpec
 from dyffusion.ensemble import EnsemblePipeline
-from dyffusion.method.pipeline import DYffusionPipeline
+from dyffusion.errors import RunError
+from dyffusion.io import load_weights
 from dyffusion.method.schedule import StepSchedule
+from dyffusion.methods import Method, method_of
 
 
-def build_models(config: ExperimentConfig, spec: DataSpec) -> dict[str, nn.Module]:
-    """The method's networks by name; each is saved as ``RUN/<name>.safetensors``."""
-    channels, static = spec.num_channels, spec.network_static_channels
-    if config.method == "dyffusion":
-        return {"interpolator": Interpolator(config.interpolator.network, channels, static),
-                "forecaster": Forecaster(config.forecaster.network, channels, static, config.forecaster.conditioning)}
-    if config.method in ("dropout", "perturbation"):
-        return {"forecaster": MultiStepForecaster(config.baseline.network, channels, static)}
-    return {"denoiser": FrameStackDenoiser(config.baseline.network, channels, static, config.data.horizon,
-                                           config.baseline.denoiser_width)}
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of a run directory and what they say about its stages."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "training.json"
+
+    @property
+    def static(self) -> Path:
+        return self.path / "static.safetensors"
+
+    def weights(self, stage: str) -> Path:
+        return self.path / f"{stage}.safetensors"
+
+    def checkpoints(self, stage: str) -> Path:
+        return self.path / "checkpoints" / stage
+
+    def last_checkpoint(self, stage: str) -> Path:
+        return self.checkpoints(stage) / "last.ckpt"
+
+    def logs(self, stage: str | None = None) -> Path:
+        return self.path / "logs" / stage if stage else self.path / "logs"
+
+    def read_summary(self) -> dict:
+        """``training.json`` ({} before training wrote it; RunError if it is not the summary a run writes)."""
+        if not self.summary.exists():
+            return {}
+        try:
+            summary = json.loads(self.summary.read_text())
+        except ValueError:
+            summary = None
+        if not isinstance(summary, dict):
+            raise RunError(f"{self.summary}: not the training summary a run writes")
+        return summary
+
+    def trained_on(self) -> Path | None:
+        """The data the run was trained on, as ``training.json`` records it (None if it does not)."""
+        source = self.read_summary().get("data")
+        return Path(source) if source else None
+
+    def finished(self, stage: str, summary: dict) -> bool:
+        """The stage's best weights are saved and ``summary`` (training.json) records the stage as finished."""
+        return bool(summary.get(stage, {}).get("finished")) and self.weights(stage).exists()
+
+    def stage_status(self, stage: str, summary: dict) -> str:
+        if self.finished(stage, summary):
+            return "finished"
+        return "interrupted" if self.last_checkpoint(stage).exists() else "not trained"
 
 
 def read_run_description(path: Path) -> tuple[ExperimentConfig, DataSpec]:
     """The config and data description of the run directory ``path`` (RunError if it has none or they are not a
     run's); its weights need not be there yet."""
+    files = RunDir(path)
     if not path.is_dir():
         raise RunError(f"run directory {path} does not exist")
-    for name in ("config.yaml", "data.json"):
-        if not (path / name).exists():
-            raise RunError(f"run directory {path} is incomplete: {name} is missing (did training finish?)")
+    for file in (files.config, files.data):
+        if not file.exists():
+            raise RunError(f"run directory {path} is incomplete: {file.name} is missing (did training finish?)")
     try:
-        config = read_config(path / "config.yaml")
+        config = read_config(files.config)
     except ValueError as error:  # names the file
         raise RunError(str(error)) from None
     try:
-        spec = DataSpec.from_dict(json.loads((path / "data.json").read_text()))
+        spec = DataSpec.from_dict(json.loads(files.data.read_text()))
     except (KeyError, TypeError, ValueError) as error:
-        raise RunError(f"{path / 'data.json'}: not the data description a run writes ({type(error).__name__}: "
+        raise RunError(f"{files.data}: not the data description a run writes ({type(error).__name__}: "
                        f"{error})") from None
     return config, spec
 
 
 class Run:
-    """A trained (or, for DYffusion, partly trained) model loaded from its directory."""
+    """A trained (or partly trained: some stages) model loaded from its directory."""
 
     def __init__(self, path: Path, config: ExperimentConfig, spec: DataSpec, models: dict[str, nn.Module]):
         self.path, self.config, self.spec, self.models = path, config, spec, models
+        self.files = RunDir(path)
 
     @property
     def horizon(self) -> int:
@@ -81,7 +126,12 @@ class Run:
         return self.config.method
 
     @property
-    def interpolator(self) -> Interpolator:
+    def parts(self) -> Method:
+        """The methods table's entry for this run."""
+        return method_of(self.config)
+
+    @property
+    def interpolator(self) -> nn.Module:
         return self.models["interpolator"]
 
     @property
@@ -93,15 +143,19 @@ class Run:
         return StepSchedule(self.horizon, self.config.forecaster.schedule, self.config.forecaster.extra_steps)
 
     @classmethod
-    def load(cls, path: str | Path, need_forecaster: bool = True) -> "Run":
-        """``need_forecaster=False`` accepts a DYffusion run whose stage 2 is not trained yet."""
+    def load(cls, path: str | Path, stages: tuple[str, ...] | None = None) -> "Run":
+        """``stages``: those whose weights must be there (default: all of the method's); the others are loaded
+        when their weights exist (a run whose later stages are not trained yet)."""
         path = Path(path)
         config, spec = read_run_description(path)
-        models = build_models(config, spec)
+        method = method_of(config)
+        models = method.networks(config, spec)
+        needed = method.stages if stages is None else stages
+        files = RunDir(path)
         for name, module in models.items():
-            file = path / f"{name}.safetensors"
+            file = files.weights(name)
             if not file.exists():
-                if name == "forecaster" and config.method == "dyffusion" and not need_forecaster:
+                if name not in needed:
                     continue
                 raise RunError(f"run directory {path} is incomplete: {file.name} is missing (did training finish?)")
             try:
@@ -111,25 +165,9 @@ class Run:
         run = cls(path, config, spec, models)
         return run.to("cuda" if torch.cuda.is_available() else "cpu")
 
-    def pipeline(self, sampler: str | None = None, steps=None, refine: bool | None = None,
-                 max_batch: int | None = None, ddim_steps: int | None = None,
-                 precision: str | None = None) -> EnsemblePipeline:
-        """The method's sampler; ``sampler``, ``steps`` and ``refine`` are DYffusion's, ``ddim_steps`` DDPM/MCVD's."""
-        sampling, baseline = self.config.sampling, self.config.baseline
-        max_batch = max_batch or sampling.max_batch
-        precision = precision or sampling.precision
-        boundary = self.spec.boundary()
-        if self.method == "dyffusion":
-            return DYffusionPipeline(
-                self.interpolator, self.forecaster, self.schedule, boundary,
-                sampler=sampler or sampling.sampler, steps=steps if steps is not None else sampling.steps,
-                refine=sampling.refine if refine is None else refine, max_batch=max_batch, precision=precision)
-        if self.method in ("dropout", "perturbation"):
-            scale = (baseline.perturbation_scale or 0.0) if self.method == "perturbation" else 0.0
-            return MultiStepPipeline(self.forecaster, self.horizon, scale, self.method == "dropout", boundary, max_batch,
-                                     precision)
-        return VideoDiffusionPipeline(self.models["denoiser"], noise_schedule(baseline, self.method),
-                                      ddim_steps or baseline.ddim_steps, boundary, max_batch, baseline.clip, precision)
+    def pipeline(self, sampling: SamplingConfig | None = None) -> EnsemblePipeline:
+        """The method's ensemble sampler with ``sampling`` (default: the run's own ``config.sampling``)."""
+        return self.parts.pipeline(self.models, self.config, sampling or self.config.sampling, self.spec.boundary())
 
     def to(self, device: str | torch.device) -> "Run":
         for module in self.models.values():

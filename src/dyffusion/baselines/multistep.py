@@ -15,10 +15,10 @@ from torch import nn
 from dyffusion.config import BaselineConfig
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.distributed import log_validation_scores
+from dyffusion.ensemble import EnsemblePipeline, ensemble_crps
 from dyffusion.errors import UserError
 from dyffusion.metrics.masked import masked_mean
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
-from dyffusion.ensemble import EnsemblePipeline, ensemble_crps
 
 
 class MultiStepForecaster(nn.Module):

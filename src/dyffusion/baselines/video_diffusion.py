@@ -18,9 +18,9 @@ from dyffusion.baselines.gaussian_diffusion import NoiseSchedule, ancestral_samp
 from dyffusion.config import BaselineConfig, ConfigError
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.distributed import log_validation_scores
+from dyffusion.ensemble import EnsemblePipeline, ensemble_crps
 from dyffusion.errors import UserError
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
-from dyffusion.ensemble import EnsemblePipeline, ensemble_crps
 
 DEFAULT_SCHEDULES = {"ddpm": "cosine", "mcvd": "linear"}
 

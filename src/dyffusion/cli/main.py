@@ -16,7 +16,6 @@ from pathlib import Path
 
 from dyffusion.config import (
     MEMBER_DIMS,
-    METHODS,
     PRECISIONS,
     SAMPLERS,
     available_presets,
@@ -26,6 +25,7 @@ from dyffusion.config import (
 )
 from dyffusion.data.contract import DataError
 from dyffusion.errors import UserError
+from dyffusion.methods import METHODS
 
 # What the user can fix: our UserError family and the OS refusing a path (missing, not allowed, disk full).
 # Any other exception is a bug of ours and is reported as one; a ValueError is not taken for bad input.
@@ -279,19 +279,6 @@ def _fit_config(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
-def _trained_on(run_dir: Path) -> Path | None:
-    from dyffusion.run import RunError
-
-    summary = run_dir / "training.json"
-    if not summary.exists():
-        return None
-    try:
-        source = json.loads(summary.read_text()).get("data")
-    except (ValueError, AttributeError):
-        raise RunError(f"{summary}: not the training summary a run writes; give --data") from None
-    return Path(source) if source else None
-
-
 def _rollout(text: str | None, run, data, default: int) -> int:
     """--rollout: a number of lead steps, 'full' (from a trajectory's first frame to its last) or None (default)."""
     from dyffusion.evaluation import full_rollout
@@ -305,13 +292,22 @@ def _rollout(text: str | None, run, data, default: int) -> int:
     return int(text)
 
 
-def _pipeline_options(args: argparse.Namespace) -> dict:
+def _sampling(args: argparse.Namespace, run, members: int | None = None):
+    """The run's SamplingConfig with the sampling options given on the command line (``members``: instead of
+    --members, one ensemble size for several runs)."""
+    from dataclasses import replace
+
     from dyffusion.method.schedule import parse_steps
 
-    if args.ddim_steps is not None and args.ddim_steps < 1:
-        raise UserError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
-    return {"sampler": args.sampler, "steps": parse_steps(args.sampling_steps) if args.sampling_steps else None,
-            "refine": args.refine, "ddim_steps": args.ddim_steps, "precision": args.precision}
+    members = args.members if members is None else members
+    for flag, value in (("--members", members), ("--ddim-steps", getattr(args, "ddim_steps", None))):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    steps = getattr(args, "sampling_steps", None)
+    given = {"sampler": getattr(args, "sampler", None), "steps": parse_steps(steps) if steps else None,
+             "refine": getattr(args, "refine", None), "ddim_steps": getattr(args, "ddim_steps", None),
+             "precision": getattr(args, "precision", None), "members": members}
+    return replace(run.config.sampling, **{key: value for key, value in given.items() if value is not None})
 
 
 def _run_data(args: argparse.Namespace):
@@ -320,7 +316,9 @@ def _run_data(args: argparse.Namespace):
     from dyffusion.run import Run
 
     run = Run.load(args.run)
-    trained_on = _trained_on(args.run)
+    from dyffusion.run import RunDir
+
+    trained_on = RunDir(args.run).trained_on()
     path = args.data or trained_on
     if path is None:
         raise DataError(f"give --data: {args.run} does not record the data it was trained on")
@@ -438,9 +436,8 @@ def _evaluate_continuous(args: argparse.Namespace) -> None:
     run, data = _run_data(argparse.Namespace(**{**vars(args), "run": args.runs[0]}))
     out = args.out or args.runs[0] / f"eval-{args.split}"
     check_writable_directory(out)
-    members = run.config.sampling.members if args.members is None else args.members
-    result = evaluate_continuous(run, data, members, args.inits, args.seed, _pipeline_options(args),
-                                 args.lat_weighting, progress=not args.quiet)
+    result = evaluate_continuous(run, data, _sampling(args, run), args.inits, args.seed, args.lat_weighting,
+                                 progress=not args.quiet)
     result["split"], result["data"] = args.split, data.source
     paths = write_continuous(out, run, result, {"data": data.source, "split": args.split})
     print(f"{verdict(result)} -> {paths['markdown']}")
@@ -476,7 +473,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for label, path, run, out in zip(labels, args.runs, runs, outs):
         if shard.device is not None:
             run.to(shard.device)
-        result = evaluate(run, data, members, rollout, args.inits, args.seed, not args.quiet, _pipeline_options(args),
+        result = evaluate(run, data, _sampling(args, run, members), rollout, args.inits, args.seed, not args.quiet,
                           lat_weighting=args.lat_weighting, keep_forecasts=args.save_forecasts is not None, shard=shard)
         if result is None:  # a further process: rank 0 has its scores and forecasts, and writes
             continue
@@ -510,7 +507,7 @@ def cmd_frontier(args: argparse.Namespace) -> None:
         frontier_schedules,
         measure_frontier,
         pareto_front,
-        require_dyffusion,
+        require_schedules,
         write_frontier,
     )
     from dyffusion.io import check_writable_directory
@@ -519,7 +516,7 @@ def cmd_frontier(args: argparse.Namespace) -> None:
     # Bad input is found before the networks are loaded and long before the last setting is scored.
     check_samplers(args.samplers)
     config, _ = read_run_description(args.run)
-    require_dyffusion(config.method, args.run)
+    require_schedules(config, args.run)
     check_writable_directory(args.out)
     run, data = _run_data(args)
     rollout = _rollout(args.rollout, run, data, run.horizon)
@@ -567,8 +564,8 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     check_forecast_path(args.out)
     run, data = _run_data(args)
     inits = _forecast_inits(args, run, data)
-    dataset = forecast_dataset(run, data, inits, args.members, args.steps, args.times, args.seed, args.member_dim,
-                               _pipeline_options(args), _processes(args, run), progress=not args.quiet)
+    dataset = forecast_dataset(run, data, inits, _sampling(args, run), args.steps, args.times, args.seed,
+                               args.member_dim, _processes(args, run), progress=not args.quiet)
     if dataset is None:  # a further process: rank 0 has its forecasts, and writes
         return
     write_forecast(dataset, args.out)
@@ -594,10 +591,9 @@ def cmd_animate(args: argparse.Namespace) -> None:
         if args.channel is not None and args.channel not in names:  # found out before, not after, sampling
             raise DataError(f"--channel {args.channel}: the run's channels are {', '.join(names)}")
         last = data.subsample_time(run.spec.time_stride).num_frames - 1
-        dataset = forecast_dataset(run, data, [(args.trajectory, args.start)], args.members,
+        dataset = forecast_dataset(run, data, [(args.trajectory, args.start)], _sampling(args, run),
                                    args.steps or max(last - args.start, 1), seed=args.seed, member_dim=args.member_dim,
-                                   pipeline_options=_pipeline_options(args), shard=_processes(args, run),
-                                   progress=not args.quiet)
+                                   shard=_processes(args, run), progress=not args.quiet)
         if dataset is None:  # a further process: rank 0 has its forecasts, and animates them
             return
         animate_forecast(dataset, args.out, channel=args.channel, fps=args.fps, progress=not args.quiet)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 from tqdm.auto import tqdm
 
@@ -20,8 +21,8 @@ from dyffusion.data.contract import GriddedData
 from dyffusion.distributed import Shard
 from dyffusion.evaluation.evaluate import evaluate, full_rollout
 from dyffusion.evaluation.frontier import FrontierRow, best_within, frontier_schedules
-from dyffusion.run import Run
 from dyffusion.method.schedule import StepSchedule, sampling_steps
+from dyffusion.run import Run
 
 
 def step_candidates(run: Run) -> dict[str, list[float]]:
@@ -66,9 +67,9 @@ def choose_steps(run: Run, data: GriddedData, seed: int = 0, quiet: bool = False
     rows, shared = [], {}
     bar = tqdm(candidates.items(), desc="sampling steps search", unit="schedule", disable=quiet or shard.rank > 0)
     for name, steps in bar:
-        options = {"sampler": sampling.sampler, "steps": steps}
-        result = evaluate(run, data, sampling.choose_members, rollout, sampling.choose_inits, seed, False, options,
-                          keep_example=False, shard=shard)
+        candidate = replace(sampling, steps=steps, members=sampling.choose_members)
+        result = evaluate(run, data, candidate, rollout, sampling.choose_inits, seed, False, keep_example=False,
+                          shard=shard)
         if result is None:  # another process than rank 0: its share is in rank 0's scores
             continue
         metrics, mean = result.metrics, result.metrics["mean"]

@@ -14,13 +14,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from dyffusion.config import SamplingConfig
 from dyffusion.data.contract import GriddedData
+from dyffusion.data.spec import DataSpec
+from dyffusion.ensemble import EnsemblePipeline
 from dyffusion.errors import UserError
 from dyffusion.evaluation.evaluate import area_weights, initial_conditions
 from dyffusion.evaluation.forecast import sample_ensembles
 from dyffusion.metrics import LeadTimeScores
-from dyffusion.run import DataSpec, Run
-from dyffusion.ensemble import EnsemblePipeline
+from dyffusion.run import Run
 
 METHODS = {"dyffusion": "DYffusion at real-valued lead times",
            "linear": "linear in time between its integer lead times"}
@@ -73,8 +75,8 @@ def _with_boundary_condition(pipeline: EnsemblePipeline, spec: DataSpec, frames:
     return spec.normalizer.denormalize(bounded).reshape(frames.shape)
 
 
-def evaluate_continuous(run: Run, data: GriddedData, members: int, inits: int | None = None, seed: int = 0,
-                        pipeline_options: dict | None = None, lat_weighting: bool | None = None,
+def evaluate_continuous(run: Run, data: GriddedData, sampling: SamplingConfig | None = None,
+                        inits: int | None = None, seed: int = 0, lat_weighting: bool | None = None,
                         progress: bool = False) -> dict:
     """Scores at every stored frame of the first horizon, of DYffusion at real-valued lead times and of linear
     interpolation of the same members' integer-time forecasts (the ``continuous.json`` schema).
@@ -84,15 +86,13 @@ def evaluate_continuous(run: Run, data: GriddedData, members: int, inits: int | 
     over the fine lead times (in the run's lead steps), their means over the in-between times only and the ratio
     DYffusion / linear of those means.
     """
-    if run.method != "dyffusion":
+    if not run.parts.forecasts_between_steps:
         raise UserError(f"continuous-time evaluation needs a DYffusion run, whose interpolator forecasts "
                          f"real-valued lead times; {run.path} is a {run.method} run")
     stride = run.spec.time_stride
     if stride == 1:
         raise UserError(f"{run.path} was trained on every stored frame (data.time_stride 1): no stored frames lie "
                          f"between its lead times to score")
-    if members < 1:
-        raise UserError(f"--members must be >= 1, got {members}")
     run.spec.check(data)
     coarse = data.subsample_time(stride)
     times = fine_lead_times(run.horizon, stride)
@@ -103,10 +103,11 @@ def evaluate_continuous(run: Run, data: GriddedData, members: int, inits: int | 
     pairs = initial_conditions(coarse, run.horizon, inits)
     weights = area_weights(data, lat_weighting)
     static = torch.from_numpy(np.ascontiguousarray(run.spec.network_static(data)))
-    pipeline = run.pipeline(**(pipeline_options or {}))
+    sampling = sampling or run.config.sampling
+    pipeline = run.pipeline(sampling)
     scores = {method: LeadTimeScores(times) for method in METHODS}
     seconds = 0.0
-    for _, batch, _, ensemble, spent in sample_ensembles(pipeline, run.spec, coarse, pairs, members, times=times,
+    for _, batch, _, ensemble, spent in sample_ensembles(pipeline, run.spec, coarse, pairs, sampling.members, times=times,
                                                          seed=seed, progress=progress):
         seconds += spent
         trajectories = [t for t, _ in batch]
@@ -133,7 +134,7 @@ def evaluate_continuous(run: Run, data: GriddedData, members: int, inits: int | 
         **results,
         "in_between": means,
         "ratio": "DYffusion / linear, of the means over the in-between lead times; below 1: DYffusion's is lower",
-        "members": members,
+        "members": sampling.members,
         "initial_conditions": len(pairs),
         "time_stride": stride,
         "horizon": run.horizon,

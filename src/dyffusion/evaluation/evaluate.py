@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dyffusion.config import SamplingConfig
 from dyffusion.data.contract import DataError, GriddedData
 from dyffusion.distributed import Shard
 from dyffusion.errors import UserError
@@ -80,19 +81,19 @@ def area_weights(data: GriddedData, lat_weighting: bool | None) -> np.ndarray | 
     return np.cos(np.deg2rad(data.latitude))
 
 
-def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = None, inits: int | None = None,
-             seed: int = 0, progress: bool = True, pipeline_options: dict | None = None,
-             keep_example: bool = True, lat_weighting: bool | None = None,
-             keep_forecasts: bool = False, shard: Shard = Shard()) -> Evaluation | None:
+def evaluate(run: Run, data: GriddedData, sampling: SamplingConfig | None = None, rollout: int | None = None,
+             inits: int | None = None, seed: int = 0, progress: bool = True, keep_example: bool = True,
+             lat_weighting: bool | None = None, keep_forecasts: bool = False,
+             shard: Shard = Shard()) -> Evaluation | None:
     """Ensemble scores per lead time (1..rollout) over the chosen initial conditions.
 
+    sampling: how to sample, members included (default: the run's ``config.sampling``).
     lat_weighting: weight points by cos(latitude) (default: when the data has a latitude coordinate).
     keep_forecasts: keep every forecast in the result (all of them in memory at once).
     shard: sample only this process's batches of initial conditions; rank 0 gathers the scores and forecasts
     of all and returns the result (the same as one process's with the same seed), the other processes None.
     """
-    if members < 1:
-        raise UserError(f"--members must be >= 1, got {members}")
+    sampling = sampling or run.config.sampling
     run.spec.check(data)
     data = data.subsample_time(run.spec.time_stride)
     rollout = run.horizon if rollout is None else rollout
@@ -100,14 +101,14 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
         raise UserError(f"--rollout must be >= 1, got {rollout}")
     pairs = initial_conditions(data, rollout, inits)
     weights = area_weights(data, lat_weighting)
-    pipeline = run.pipeline(**(pipeline_options or {}))
+    pipeline = run.pipeline(sampling)
     leads = list(range(1, rollout + 1))
     # Scores per batch, added up in batch order: the same sums, to the last bit, whichever process sampled a batch.
     scores: dict[int, LeadTimeScores] = {}
     costs, chunks = [], []  # per rollout chunk: (batch index, network evaluations, seconds); kept forecasts
-    for index, batch, lead_times, ensemble, seconds in sample_ensembles(pipeline, run.spec, data, pairs, members,
-                                                                        rollout, seed=seed, shard=shard,
-                                                                        progress=progress):
+    samples = sample_ensembles(pipeline, run.spec, data, pairs, sampling.members, rollout, seed=seed, shard=shard,
+                               progress=progress)
+    for index, batch, lead_times, ensemble, seconds in samples:
         costs.append((index, pipeline.network_evaluations, seconds))
         trajectories = [t for t, _ in batch]
         truth = torch.from_numpy(np.stack([data.values[t, s + np.array(lead_times)] for t, s in batch]))
@@ -130,7 +131,7 @@ def evaluate(run: Run, data: GriddedData, members: int, rollout: int | None = No
     metrics = total.compute()
     metrics.update({
         "lead_time_unit": f"one step = {run.spec.time_step:g} in the units of the time coordinate (after the stride)",
-        "members": members,
+        "members": sampling.members,
         "initial_conditions": len(pairs),
         "rollout": rollout,
         "sampler": pipeline.sampler,

@@ -20,13 +20,14 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from dyffusion.config import MEMBER_DIMS
+from dyffusion.config import MEMBER_DIMS, SamplingConfig
 from dyffusion.data.contract import DataError, GriddedData
+from dyffusion.data.spec import DataSpec
 from dyffusion.distributed import Shard
+from dyffusion.ensemble import EnsemblePipeline
 from dyffusion.errors import UserError
 from dyffusion.io import atomic_path, check_writable_directory
-from dyffusion.run import DataSpec, Run
-from dyffusion.ensemble import EnsemblePipeline
+from dyffusion.run import Run
 
 InitialCondition = tuple[int, int]  # (trajectory, start frame)
 
@@ -92,26 +93,25 @@ def _check_inits(data: GriddedData, inits: list[InitialCondition]) -> None:
             raise DataError(f"start {start} outside 0..{data.num_frames - 1} (frames after the time stride)")
 
 
-def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition], members: int | None = None,
-                     steps: int | None = None, times: Sequence[float] | None = None, seed: int = 0,
-                     member_dim: str = "member", pipeline_options: dict | None = None,
+def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition],
+                     sampling: SamplingConfig | None = None, steps: int | None = None,
+                     times: Sequence[float] | None = None, seed: int = 0, member_dim: str = "member",
                      shard: Shard = Shard(), progress: bool = False) -> xr.Dataset | None:
     """Ensembles from each (trajectory, start frame) in ``inits``: ``steps`` lead times by rollout (default h), or
     the real-valued ``times`` in (0, h] (in data time steps after the stride). Truth is added where the data has it.
 
+    ``sampling``: how to sample, members included (default: the run's ``config.sampling``).
     ``shard``: sample only this process's batches; rank 0 gathers all and returns the Dataset, the others None.
     ``progress``: a progress bar of the sampling.
     """
     run.spec.check(data)
     data = data.subsample_time(run.spec.time_stride)
-    members = run.config.sampling.members if members is None else members
-    if members < 1:
-        raise UserError(f"members must be >= 1, got {members}")
+    sampling = sampling or run.config.sampling
     if steps is not None and steps < 1:
         raise UserError(f"steps must be >= 1, got {steps}")
     _check_inits(data, inits)
-    pipeline = run.pipeline(**(pipeline_options or {}))
-    samples = sample_ensembles(pipeline, run.spec, data, inits, members, run.horizon if steps is None else steps,
+    pipeline = run.pipeline(sampling)
+    samples = sample_ensembles(pipeline, run.spec, data, inits, sampling.members, run.horizon if steps is None else steps,
                                times, seed, shard, progress)
     gathered = shard.gather([(index, lead_times, ensemble.numpy()) for index, _, lead_times, ensemble, _ in samples])
     if gathered is None:
@@ -120,7 +120,7 @@ def forecast_dataset(run: Run, data: GriddedData, inits: list[InitialCondition],
     lead_times = [t for index, chunk_times, _ in chunks if index == 0 for t in chunk_times]
     ensemble = stack_batches([(index, ensemble) for index, _, ensemble in chunks], batch_axis=1)
     dataset = forecast_to_xarray(ensemble, lead_times, run.spec, data, inits, member_dim, truth_of(data, inits, lead_times))
-    return with_provenance(dataset, run, members, data.source)
+    return with_provenance(dataset, run, sampling.members, data.source)
 
 
 def with_provenance(dataset: xr.Dataset, run: Run, members: int, source: str) -> xr.Dataset:

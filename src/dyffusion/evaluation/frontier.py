@@ -10,20 +10,22 @@ its network evaluations per member and rollout (interpolator and forecaster call
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from dyffusion.config import ExperimentConfig
 from dyffusion.data.contract import GriddedData
-from dyffusion.errors import UserError
+from dyffusion.errors import RunError, UserError
 from dyffusion.evaluation.evaluate import evaluate
-from dyffusion.method.sampler import SAMPLERS
 from dyffusion.io import atomic_path, write_json, write_text
-from dyffusion.plots import plot_frontier
-from dyffusion.run import Run, RunError
+from dyffusion.method.sampler import SAMPLERS
 from dyffusion.method.schedule import StepSchedule, sampling_steps
+from dyffusion.methods import method_of
+from dyffusion.plots import plot_frontier
+from dyffusion.run import Run
 
 
 @dataclass
@@ -81,10 +83,11 @@ def check_samplers(samplers: Sequence[str]) -> None:
         raise UserError(f"--samplers: {problem}; choose from {', '.join(SAMPLERS)}")
 
 
-def require_dyffusion(method: str, path) -> None:
-    if method != "dyffusion":
-        raise RunError(f"{path} is a {method} run: the frontier compares DYffusion's samplers and schedules, which "
-                       "a baseline does not have")
+def require_schedules(config: ExperimentConfig, path) -> None:
+    """RunError unless the run's method has samplers and step subsets to compare (DYffusion)."""
+    if not method_of(config).has_sampling_schedules:
+        raise RunError(f"{path} is a {config.method} run: the frontier compares DYffusion's samplers and "
+                       "schedules, which a baseline does not have")
 
 
 def measure_frontier(run: Run, data: GriddedData, samplers: Sequence[str], schedules: dict[str, list[float]],
@@ -94,13 +97,14 @@ def measure_frontier(run: Run, data: GriddedData, samplers: Sequence[str], sched
     """Scores of every (sampler, schedule), samplers outer, and what all settings share (members, initial
     conditions, rollout, refine, precision, seed). ``report`` gets one line per setting when it is done;
     ``progress`` shows a bar per setting. ``refine``: the run's setting unless given."""
-    require_dyffusion(run.method, run.path)
+    require_schedules(run.config, run.path)
     check_samplers(samplers)
     rows, total, shared = [], len(samplers) * len(schedules), {}
     for sampler in samplers:
         for name, steps in schedules.items():
-            options = {"sampler": sampler, "steps": steps, "refine": refine}
-            metrics = evaluate(run, data, members, rollout, inits, seed, progress, options, keep_example=False).metrics
+            sampling = replace(run.config.sampling, sampler=sampler, steps=steps, members=members,
+                               refine=run.config.sampling.refine if refine is None else refine)
+            metrics = evaluate(run, data, sampling, rollout, inits, seed, progress, keep_example=False).metrics
             shared = {key: metrics[key] for key in ("members", "initial_conditions", "rollout", "precision")}
             mean = metrics["mean"]
             rows.append(FrontierRow(sampler, name, list(steps), metrics["network_evaluations"], mean["crps"],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,10 +293,9 @@ def _training_budget(run: Run) -> str:
     limits = ", ".join(text for text in (f"{trainer.max_minutes:g} minutes" if trainer.max_minutes else "",
                                          f"{trainer.max_epochs} epochs per stage" if trainer.max_epochs else "")
                        if text) or "none"
-    summary_path = run.path / "training.json"
-    if not summary_path.exists():
+    if not run.files.summary.exists():
         return f"budget {limits}; spent: not recorded (no training.json)"
-    summary = json.loads(summary_path.read_text())
+    summary = run.files.read_summary()
     stages = [f"{stage} {entry['epochs']} epochs, {entry['steps']} steps, {entry['minutes']:.1f} min, "
               f"best val. CRPS {_number(entry['best_val_crps'])}"
               for stage, entry in summary.items() if isinstance(entry, dict) and "steps" in entry]
@@ -320,7 +318,7 @@ def _figure_blocks(figures: dict[str, Path]) -> list[Block]:
 
 
 def _config_block(run: Run) -> Code:
-    return Code((run.path / "config.yaml").read_text(), f"configuration of {run.path} (config.yaml)")
+    return Code(run.files.config.read_text(), f"configuration of {run.path} (config.yaml)")
 
 
 def evaluation_report(title: str, run: Run, metrics: dict, figures: dict[str, Path],

@@ -7,12 +7,12 @@ from typing import Sequence
 import torch
 
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
+from dyffusion.ensemble import EnsemblePipeline
 from dyffusion.method.forecaster import Forecaster
 from dyffusion.method.interpolator import Interpolator
-from dyffusion.networks import set_mc_dropout
-from dyffusion.ensemble import EnsemblePipeline
 from dyffusion.method.sampler import sample_horizon
 from dyffusion.method.schedule import StepSchedule, sampling_steps
+from dyffusion.networks import set_mc_dropout
 
 
 class DYffusionPipeline(EnsemblePipeline):
