@@ -38,9 +38,9 @@ from paper import NAMES, SYSTEMS, Budget, Progress, method_config, steps  # noqa
 from results import append, chosen_names, machine  # noqa: E402
 
 from dyffusion.data.contract import open_gridded  # noqa: E402
-from dyffusion.data.spring_mesh import write_spring_mesh_splits  # noqa: E402
 from dyffusion.evaluation import evaluate, full_rollout  # noqa: E402
 from dyffusion.io import write_json  # noqa: E402
+from dyffusion.simulators.spring_mesh import write_spring_mesh_splits  # noqa: E402
 from dyffusion.training import fit  # noqa: E402
 
 HERE = Path(__file__).parent / "learning_curve"

@@ -26,7 +26,7 @@ from learning_curve import table as points_table  # noqa: E402
 from paper import NAMES, SYSTEMS, Progress  # noqa: E402
 from results import append, chosen_names, machine  # noqa: E402
 
-from dyffusion.data.spring_mesh import write_spring_mesh_splits  # noqa: E402
+from dyffusion.simulators.spring_mesh import write_spring_mesh_splits  # noqa: E402
 
 POINTS = Path(__file__).parent / "long_run" / "points.json"
 SCALE = {"train": 100, "val": 3, "test": 15, "ood_test": 15}

@@ -41,11 +41,11 @@ from dyffusion.config import ExperimentConfig, load_config, nested
 from dyffusion.data.normalization import Normalizer
 from dyffusion.data.spec import DataSpec
 from dyffusion.data.splits import open_split
-from dyffusion.data.spring_mesh import write_spring_mesh_splits
 from dyffusion.data.windows import WindowDataset
 from dyffusion.io import write_json, write_text
 from dyffusion.method.interpolator import Interpolator
 from dyffusion.method.stages import ForecasterModule, InterpolatorModule
+from dyffusion.simulators.spring_mesh import write_spring_mesh_splits
 
 PRESET = "spring-mesh"
 CHANNELS, STATIC_CHANNELS, GRID = 4, 1, (10, 10)  # the spring mesh: p and q (x, y), the fixed-particle mask
@@ -265,7 +265,7 @@ def run_data(args: argparse.Namespace) -> None:
     phase = "while the split is read (open_split)" if held["opening_peak"] == held["peak"] else "after reading"
     config = load_config(PRESET)
     lines = section_header(f"Memory of the spring-mesh training set, {args.trajectories} trajectories") + [
-        f"- data: `dyffusion.data.spring_mesh.write_spring_mesh_splits` train split, {args.trajectories} "
+        f"- data: `dyffusion.simulators.spring_mesh.write_spring_mesh_splits` train split, {args.trajectories} "
         f"trajectories x {args.frames} frames x {CHANNELS} channels x {GRID[0]} x {GRID[1]} float32: raw array "
         f"{raw / MIB:.1f} MiB ({raw} bytes); h = {config.data.horizon}: {held['windows']} "
         "overlapping windows",

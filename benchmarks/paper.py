@@ -55,13 +55,14 @@ from results import append, chosen_names, machine
 
 from dyffusion.config import ExperimentConfig, load_config, nested
 from dyffusion.data.contract import open_gridded
-from dyffusion.data.navier_stokes import write_navier_stokes_splits
-from dyffusion.data.spring_mesh import write_spring_mesh_splits
-from dyffusion.data.sst import PAPER_BOXES, make_synthetic_sst
+from dyffusion.data.sst import PAPER_BOXES
 from dyffusion.demo import DEMO_DATA
 from dyffusion.evaluation import evaluate, full_rollout
 from dyffusion.io import write_json
 from dyffusion.plots.figures import plot_metrics_vs_lead_time
+from dyffusion.simulators.navier_stokes import write_navier_stokes_splits
+from dyffusion.simulators.spring_mesh import write_spring_mesh_splits
+from dyffusion.simulators.sst_synthetic import make_synthetic_sst
 from dyffusion.training import fit
 
 BUDGET_MINUTES, QUICK_BUDGET_MINUTES = 4.0, 0.5

@@ -34,11 +34,11 @@ from results import append, machine
 
 from dyffusion.config import load_config, nested
 from dyffusion.data.contract import open_gridded
-from dyffusion.data.spring_mesh import write_spring_mesh_splits
 from dyffusion.demo import DEMO_DATA
 from dyffusion.evaluation import evaluate, full_rollout
 from dyffusion.evaluation.frontier import frontier_schedules
 from dyffusion.io import write_json
+from dyffusion.simulators.spring_mesh import write_spring_mesh_splits
 from dyffusion.training import fit
 
 PLACEMENTS = {False: "branches", True: "branches + head"}

@@ -23,10 +23,10 @@ from safetensors import SafetensorError
 import dyffusion
 import dyffusion.io
 from dyffusion.cli.main import main
-from dyffusion.data.flow_solver import SolverSettings
-from dyffusion.data.navier_stokes import NUM_FRAMES, _parts_dir
 from dyffusion.run import RunError
-from dyffusion.training import read_checkpoint
+from dyffusion.simulators.flow_solver import SolverSettings
+from dyffusion.simulators.navier_stokes import NUM_FRAMES, _parts_dir
+from dyffusion.training.lightning import read_checkpoint
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, list[str]]:

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from dyffusion.cli.main import main
-from dyffusion.config import ConfigError, load_config, nested, read_config
+from dyffusion.config import load_config, nested, read_config
 from dyffusion.data.splits import open_split
+from dyffusion.errors import ConfigError
 from dyffusion.evaluation import Evaluation, evaluate, full_rollout
 from dyffusion.evaluation.choose_steps import choose_steps, step_candidates
 from dyffusion.evaluation.frontier import frontier_schedules
@@ -79,10 +80,10 @@ def test_fit_keeps_the_candidate_of_lowest_validation_crps(tiny_run, spring_data
 ])
 def test_rule_breaks_ties_by_cost_and_never_chooses_a_diverged_rollout(crps_by_steps, chosen, setting, tiny_run,
                                                                        spring_data, monkeypatch):
-    def scores(run, data, members, rollout, inits, seed, progress, options, keep_example, shard):
-        crps, evaluations = crps_by_steps[len(options["steps"])], 15.0 * len(options["steps"])
+    def scores(run, data, sampling, rollout, inits, seed, progress, keep_example, shard):
+        crps, evaluations = crps_by_steps[len(sampling.steps)], 15.0 * len(sampling.steps)
         metrics = {"mean": {"crps": crps, "mse": 1.0, "ssr": 1.0}, "network_evaluations": evaluations,
-                   "sampling_seconds_per_initial_condition": 0.1, "members": members, "rollout": rollout,
+                   "sampling_seconds_per_initial_condition": 0.1, "members": sampling.members, "rollout": rollout,
                    "initial_conditions": 1}
         return Evaluation(metrics, None, [], [])
 

@@ -197,7 +197,7 @@ def test_benchmark_runs_the_repositorys_script_with_its_part(capfd):
 
 
 def test_benchmark_outside_a_clone_is_one_clear_line(tmp_path, monkeypatch, capsys):
-    import dyffusion.cli.main as cli
+    import dyffusion.cli.commands as cli
 
     monkeypatch.setattr(cli, "BENCHMARKS_DIR", tmp_path / "benchmarks")
     assert main(["benchmark", "paper", "--quick"]) == 2

@@ -2,7 +2,8 @@
 
 import pytest
 
-from dyffusion.config import ConfigError, available_presets, load_config
+from dyffusion.config import available_presets, load_config
+from dyffusion.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", available_presets())

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 
 from dyffusion.data.contract import open_gridded
-from dyffusion.data.flow_solver import Channel, FlowSolver, SolverSettings
-from dyffusion.data.navier_stokes import random_obstacles, split_obstacles, write_navier_stokes_splits
-from dyffusion.data.schafer_turek import REFERENCE, run_schafer_turek, shedding_frequency
+from dyffusion.simulators.flow_solver import Channel, FlowSolver, SolverSettings
+from dyffusion.simulators.navier_stokes import random_obstacles, split_obstacles, write_navier_stokes_splits
+from dyffusion.simulators.schafer_turek import REFERENCE, run_schafer_turek, shedding_frequency
 
 HEIGHT, LENGTH = 0.41, 2.2
 

@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 from scipy import linalg, stats
 
-from dyffusion.data.spring_mesh import (
+from dyffusion.simulators.spring_mesh import (
     GRID,
     STORED_STEP,
     SUBSTEPS,

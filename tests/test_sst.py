@@ -10,17 +10,8 @@ import pytest
 import xarray as xr
 
 from dyffusion.data.contract import DataError, open_gridded
-from dyffusion.data.sst import (
-    PAPER_BOXES,
-    box_file_name,
-    clip_splits,
-    find_box_files,
-    make_synthetic_sst,
-    prepare_sst,
-    synthetic_box,
-    to_celsius,
-    write_synthetic_boxes,
-)
+from dyffusion.data.sst import PAPER_BOXES, box_file_name, clip_splits, find_box_files, prepare_sst, to_celsius
+from dyffusion.simulators.sst_synthetic import make_synthetic_sst, synthetic_box, write_synthetic_boxes
 
 SPLITS = {"train": ("2015-01-01", "2016-12-31"), "val": ("2017-01-01", "2017-06-30"),
           "test": ("2017-07-01", "2017-12-31")}

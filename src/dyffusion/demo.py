@@ -12,9 +12,9 @@ import torch
 
 from dyffusion.config import load_config, nested
 from dyffusion.data.contract import open_gridded
-from dyffusion.data.spring_mesh import write_spring_mesh_splits
 from dyffusion.evaluation import evaluate, full_rollout
 from dyffusion.evaluation.report import evaluation_report, write_evaluation
+from dyffusion.simulators.spring_mesh import write_spring_mesh_splits
 from dyffusion.training import fit
 
 DEMO_DATA = {"train": 24, "val": 2, "test": 4, "ood_test": 0}

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from dyffusion.config import ExperimentConfig, SamplingConfig, read_config
+from dyffusion.data.contract import DataError, GriddedData
 from dyffusion.data.spec import DataSpec
+from dyffusion.data.splits import open_split
 from dyffusion.ensemble import EnsemblePipeline
 from dyffusion.errors import RunError
 from dyffusion.io import load_weights
@@ -168,6 +170,18 @@ class Run:
     def pipeline(self, sampling: SamplingConfig | None = None) -> EnsemblePipeline:
         """The method's ensemble sampler with ``sampling`` (default: the run's own ``config.sampling``)."""
         return self.parts.pipeline(self.models, self.config, sampling or self.config.sampling, self.spec.boundary())
+
+    def split_data(self, split: str | None, data: str | Path | None = None,
+                   stream: bool | None = None) -> GriddedData:
+        """The ``split`` (None: all frames) of ``data``, by default the data the run was trained on; on the file
+        it was trained on, the run's own split rule (``data.split``) says which frames a split holds."""
+        trained_on = self.files.trained_on()
+        path = data or trained_on
+        if path is None:
+            raise DataError(f"{self.path} does not record the data it was trained on: give the data (--data)")
+        same_file = trained_on is not None and Path(path).resolve() == trained_on.resolve()
+        rule = self.config.data.split if same_file and self.config.data.split.by else None
+        return open_split(path, split, rule, stream)
 
     def to(self, device: str | torch.device) -> "Run":
         for module in self.models.values():

@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from dyffusion.baselines.gaussian_diffusion import NoiseSchedule, ancestral_sample, ddim_sample, diffusion_loss
-from dyffusion.config import BaselineConfig, ConfigError
+from dyffusion.config import BaselineConfig
 from dyffusion.data.boundary import BoundaryCondition, no_boundary_condition
 from dyffusion.distributed import log_validation_scores
 from dyffusion.ensemble import EnsemblePipeline, ensemble_crps
-from dyffusion.errors import UserError
+from dyffusion.errors import ConfigError, UserError
 from dyffusion.networks import NetworkConfig, build_network, set_mc_dropout
 
 DEFAULT_SCHEDULES = {"ddpm": "cosine", "mcvd": "linear"}

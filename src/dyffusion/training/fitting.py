@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from dyffusion.config import ConfigError, ExperimentConfig, config_to_dict, read_config
+from dyffusion.config import ExperimentConfig, config_to_dict, read_config
 from dyffusion.data.contract import GriddedData
 from dyffusion.data.frames import LazyFrames
 from dyffusion.data.normalization import Normalizer
@@ -28,7 +28,7 @@ from dyffusion.data.spec import DataSpec
 from dyffusion.data.splits import open_split
 from dyffusion.data.windows import WindowDataset
 from dyffusion.distributed import barrier, is_global_zero, quiet_lightning
-from dyffusion.errors import RunError, UserError
+from dyffusion.errors import ConfigError, RunError, UserError
 from dyffusion.io import load_weights, save_tensors, save_weights, write_json
 from dyffusion.methods import Method, method_of
 from dyffusion.run import Run, RunDir

@@ -23,10 +23,10 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoa
 from lightning.pytorch.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader, Sampler
 
-from dyffusion.config import ConfigError, TrainerConfig
+from dyffusion.config import TrainerConfig
 from dyffusion.data.windows import WindowDataset
 from dyffusion.distributed import process_group_shard
-from dyffusion.errors import RunError
+from dyffusion.errors import ConfigError, RunError
 from dyffusion.io import atomic_path
 from dyffusion.run import RunDir
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from dyffusion.data.flow_solver import Channel, FlowSolver, SolverSettings
+from dyffusion.simulators.flow_solver import Channel, FlowSolver, SolverSettings
 
 CYLINDER = (0.2, 0.2, 0.05)
 MAX_INFLOW = 1.5

@@ -24,9 +24,9 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from dyffusion.data.flow_solver import Channel, FlowSolver, SolverSettings
 from dyffusion.data.generation import is_complete, split_seed, write_array, write_netcdf
 from dyffusion.errors import DataError
+from dyffusion.simulators.flow_solver import Channel, FlowSolver, SolverSettings
 
 GRID_SPACING = 0.01
 FRAME_STEP = 0.08
