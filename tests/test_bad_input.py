@@ -226,6 +226,8 @@ CASES = {
                            "config.interpolator: unknown key(s) ['dropout']"),
     "unknown config section": (["fit", "{data}", "--out", "{tmp}/r", "--set", "model.width=8"],
                                "config: unknown key(s) ['model']"),
+    "unknown method in the config": (["fit", "{data}", "--out", "{tmp}/r", "--set", "method=nope"],
+                                     "unknown method 'nope'; choose one of dyffusion, dropout"),
     "config file not YAML": (["fit", "{data}", "--out", "{tmp}/r", "--config", "{bad}/broken.yaml"],
                              "line 1, column 22: not valid YAML"),
     "--set text for an integer": (["fit", "{data}", "--out", "{tmp}/r", "--set", "trainer.batches_per_epoch=ten"],

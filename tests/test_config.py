@@ -1,8 +1,9 @@
 """Presets: every shipped preset loads, and ``extends`` layers one file on another."""
 
 import pytest
+import yaml
 
-from dyffusion.config import available_presets, load_config
+from dyffusion.config import available_presets, load_config, read_config, save_config
 from dyffusion.errors import ConfigError
 
 
@@ -35,3 +36,13 @@ def test_circular_extends_is_an_error(tmp_path):
     (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\n")
     with pytest.raises(ConfigError, match="circle"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_a_run_written_before_ddim_steps_moved_to_sampling_still_reads(tmp_path):
+    path = tmp_path / "config.yaml"
+    save_config(load_config("demo"), path)
+    stored = yaml.safe_load(path.read_text())
+    stored["baseline"]["ddim_steps"] = 7  # where runs of earlier versions kept it
+    del stored["sampling"]["ddim_steps"]
+    path.write_text(yaml.safe_dump(stored))
+    assert read_config(path).sampling.ddim_steps == 7

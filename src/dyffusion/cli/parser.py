@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     spring.add_argument("--frames", type=int, default=805)
     spring.add_argument("--seed", type=int, default=0)
     spring.add_argument("--quiet", action="store_true")
-    flow = systems.add_parser("navier-stokes", help="2-D channel flow past four random obstacles (SPEC section 8)")
+    flow = systems.add_parser("navier-stokes", help="2-D channel flow past four random obstacles (the paper's Navier-Stokes data)")
     flow.add_argument("out_dir", type=Path)
     flow.add_argument("--train", type=int, default=100)
     flow.add_argument("--val", type=int, default=2)

@@ -130,7 +130,7 @@ class SamplingConfig:
 
 @dataclass
 class BaselineConfig:
-    """The paper's baselines (SPEC section 6), trained on the same data and backbone.
+    """The paper's baselines (its experiments: Perturbation, Dropout, DDPM, MCVD), trained on the same data and backbone.
 
     ``dropout`` and ``perturbation``: one time-conditioned forecaster ``G(x_t, j) -> x_{t+j}``, j in 1..h, MSE.
     Dropout samples with MC dropout; Perturbation adds Gaussian noise of scale ``perturbation_scale`` (in

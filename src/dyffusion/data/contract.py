@@ -1,4 +1,4 @@
-"""The data contract (SPEC section 10): any netCDF or zarr file xarray opens becomes :class:`GriddedData`.
+"""The data contract (README, "Your own data"): any netCDF or zarr file xarray opens becomes :class:`GriddedData`.
 
 - dims ``trajectory`` (optional), ``time`` and two spatial dims, the last two of every variable;
 - a variable with ``time`` is one channel, or one per entry of its single extra dim (e.g. ``level``);

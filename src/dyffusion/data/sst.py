@@ -1,4 +1,4 @@
-"""Sea-surface temperature (SPEC section 8): NOAA OISSTv2 box files and the contract split files made from them.
+"""Sea-surface temperature (the paper's SST experiment): NOAA OISSTv2 box files and the contract split files made from them.
 
 Box files. The paper cuts daily 1/4-degree OISSTv2 SST into 60 x 60 boxes (15 x 15 degrees) and uses 11 of them
 in the eastern tropical Pacific. One file per box, ``sst.day.mean.box{ID}.nc``, variable ``sst`` in degrees

@@ -5,7 +5,7 @@ the spring mesh 3 of the 16 steps beat all of them in CRPS as well as in cost (`
 candidates are the frontier's integer step lists (:func:`frontier_schedules`: evenly spaced subsets of the
 dynamical steps, the dynamical steps, every m-th artificial step, all steps; "all xK" only when
 ``sampling.choose_subdivisions`` asks for it) and the configured steps, each sampled with the run's sampler and
-refine setting (SPEC section 5, accelerated sampling). All are scored on the same initial conditions with the same
+refine setting (the paper's accelerated sampling). All are scored on the same initial conditions with the same
 seed (the same dropout mask stream), so that their differences are not sampling noise of different draws.
 """
 

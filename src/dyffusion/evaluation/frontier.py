@@ -1,7 +1,7 @@
 """The speed-accuracy frontier of DYffusion's samplers: scores against network evaluations per forecast.
 
 Each setting is a (sampler, schedule) pair, a schedule being a list of diffusion steps from only a few dynamical
-steps up to all steps with fractional steps between them (SPEC section 5, accelerated sampling and the ODE view).
+steps up to all steps with fractional steps between them (the paper's accelerated sampling and its ODE view of the reverse process).
 Every setting is scored with :func:`evaluate` on the same data, initial conditions and seed (the same dropout mask
 stream), so the differences between settings are not sampling noise of different draws. The cost of a setting is
 its network evaluations per member and rollout (interpolator and forecaster calls, including refinement).

@@ -1,4 +1,4 @@
-"""DYffusion's reverse process over one horizon (SPEC section 5), as plain functions of two callables.
+"""DYffusion's reverse process over one horizon (the paper's Algorithms 1 and 2), as plain functions of two callables.
 
 ``interpolate(end, time)`` is ``I(x_t, end, time)`` with x_t and the static conditions already bound;
 ``forecast(state, time, progress)`` is ``F(state, time, cond)``. Both take and return (B, C, H, W) tensors

@@ -20,7 +20,7 @@ SCHEDULE_KINDS = ("before_t1_only", "linear")
 
 @dataclass(frozen=True)
 class StepSchedule:
-    """The step -> time map of SPEC section 3.
+    """The step -> time map of the paper's forward process (diffusion step n <-> interpolation time i_n).
 
     kind: ``before_t1_only`` puts ``extra_steps`` (k) fractional times in ``[0, 1)``;
           ``linear`` puts ``extra_steps`` (f) fractional times between every pair of integers.

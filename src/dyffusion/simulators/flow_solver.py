@@ -26,7 +26,7 @@ from scipy.sparse.linalg import splu
 
 @dataclass(frozen=True)
 class Channel:
-    """Geometry, fluid and inflow of a channel flow (defaults: SPEC section 8, the paper's data set)."""
+    """Geometry, fluid and inflow of a channel flow (defaults: the paper's Navier-Stokes data set)."""
 
     length: float = 2.2
     height: float = 0.41

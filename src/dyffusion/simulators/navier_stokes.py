@@ -1,4 +1,4 @@
-"""The paper's Navier-Stokes data set (SPEC section 8): flow past four random obstacles, in the data contract.
+"""The paper's Navier-Stokes data set (as in the paper's experiments): flow past four random obstacles, in the data contract.
 
 Each trajectory starts from rest with a ramped parabolic inflow and is integrated by :mod:`flow_solver`
 (at the resolution the Schäfer-Turek validation passes with); frames are sampled every 0.08 from t = 0.08
@@ -144,7 +144,7 @@ def navier_stokes_dataset(obstacles: list, fields: np.ndarray, settings: SolverS
                 "time": ("time", (np.arange(fields.shape[1]) + 1) * frame_step, {"units": "s"}),
                 "y": ("y", y, {"units": "m"}), "x": ("x", x, {"units": "m"})},
         attrs={
-            "title": "2-D channel flow past four obstacles (SPEC section 8)",
+            "title": "2-D channel flow past four obstacles (as in the paper's experiments)",
             "viscosity": channel.viscosity, "max_inflow": channel.max_inflow,
             "solver": "finite-volume projection, MAC grid, SSP-RK3",
             "solver_cell_size": settings.cell_size, "solver_time_step": settings.time_step,

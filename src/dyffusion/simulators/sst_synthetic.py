@@ -1,4 +1,4 @@
-"""A synthetic stand-in for the paper's OISSTv2 boxes (SPEC section 8), in the layout of the released files.
+"""A synthetic stand-in for the paper's OISSTv2 boxes (the paper's SST experiment), in the layout of the released files.
 
 Without internet access the released files cannot be fetched, so :func:`synthetic_box` makes
 files with the same layout. Stand-in placement (not the real OISST box map): box ``b`` covers longitudes
