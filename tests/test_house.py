@@ -86,3 +86,33 @@ def test_no_source_file_over_400_lines():
     long = {str(path.relative_to(PACKAGE)): count for path in PACKAGE.rglob("*.py")
             if (count := len(path.read_text().splitlines())) > 400}
     assert not long, long
+
+
+def test_a_new_method_is_one_entry_of_the_table(spring_data, tmp_path, monkeypatch):
+    """A method no file knows by name, added to METHODS alone, trains, evaluates and is described end to end:
+    the multi-step forecaster without any ensemble spread, whose members are all the same (spread 0, SSR 0)."""
+    from dataclasses import dataclass
+
+    from dyffusion import methods
+    from dyffusion.cli.main import main
+    from dyffusion.info import run_info
+    from tests.test_baselines import BASELINE_NETWORK
+
+    @dataclass
+    class Deterministic(methods.MultiStep):
+        choices = ()
+
+    monkeypatch.setitem(methods.METHODS, "deterministic",
+                        Deterministic("Deterministic", False, "one multi-step forecaster, no ensemble spread"))
+    run = tmp_path / "run"
+    assert main(["fit", str(spring_data), "--out", str(run), "--method", "deterministic", "--horizon", "4",
+                 "--max-epochs", "1", "--quiet", "--set", "data.time_stride=2", "--set", "trainer.batches_per_epoch=2",
+                 "--set", "baseline.batch_size=8", "--set", "baseline.val_members=2", *BASELINE_NETWORK]) == 0
+    assert main(["evaluate", str(run), "--members", "3", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    metrics = (tmp_path / "eval" / "metrics.json").read_text()
+    import json
+
+    scores = json.loads(metrics)
+    assert scores["method"] == "deterministic" and scores["mean"]["ssr"] == 0.0
+    info = run_info(run)
+    assert info["method"] == "deterministic" and info["training"]["stages"]["forecaster"]["status"] == "finished"
