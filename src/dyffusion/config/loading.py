@@ -15,6 +15,7 @@ import yaml
 
 from dyffusion.config.schema import ExperimentConfig
 from dyffusion.errors import ConfigError
+from dyffusion.io import write_text
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -185,7 +186,8 @@ def config_to_dict(config: Any) -> dict:
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """``path`` written atomically (temporary file, then rename): a kill never leaves half a config."""
+    write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 def read_config(path: Path) -> ExperimentConfig:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import lightning.pytorch as pl
@@ -12,22 +11,15 @@ import torch
 from tqdm.auto import tqdm
 
 from dyffusion.baselines.multistep import choose_perturbation_scale
-from dyffusion.config import ExperimentConfig
-from dyffusion.config import save_config as write_config
+from dyffusion.config import save_config
 from dyffusion.distributed import is_global_zero, process_group_shard
 from dyffusion.evaluation.choose_steps import choose_steps
-from dyffusion.io import atomic_path, write_json
+from dyffusion.io import write_json
 from dyffusion.run import Run
 from dyffusion.training.lightning import loader
 
 if TYPE_CHECKING:
     from dyffusion.training.fitting import Fitting
-
-
-def save_config(config: ExperimentConfig, path: Path) -> None:
-    """config.yaml written atomically."""
-    with atomic_path(path) as temporary:
-        write_config(config, temporary)
 
 
 def _sampling_steps(fitting: Fitting, trained: dict[str, torch.nn.Module]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from dyffusion.config import ExperimentConfig, config_to_dict, read_config
+from dyffusion.config import ExperimentConfig, config_to_dict, read_config, save_config
 from dyffusion.data.contract import GriddedData
 from dyffusion.data.frames import LazyFrames
 from dyffusion.data.normalization import Normalizer
@@ -32,7 +32,7 @@ from dyffusion.errors import ConfigError, RunError, UserError
 from dyffusion.io import load_weights, save_tensors, save_weights, write_json
 from dyffusion.methods import Method, method_of
 from dyffusion.run import Run, RunDir
-from dyffusion.training.choices import CHOICES, save_config
+from dyffusion.training.choices import CHOICES
 from dyffusion.training.lightning import best_weights, check_loggers, loader, read_checkpoint, stage_trainer
 
 # What a resumed run may change: the budget, and the outputs of training kept in config.yaml (the Perturbation
@@ -195,7 +195,7 @@ def fit(data: str | Path, out: str | Path, config: ExperimentConfig, stage: str 
     wanted = _wanted(method, stage)
     if config.trainer.max_epochs is None and not config.trainer.max_minutes:
         raise UserError("no training budget: give --max-epochs or --max-minutes (trainer.max_epochs/max_minutes)")
-    summary = json.loads(files.summary.read_text()) if files.summary.exists() else {}
+    summary = files.read_summary()
     if resume and summary.get("data") and Path(summary["data"]) != Path(data).resolve():
         raise RunError(f"cannot resume {files.path}: it was trained on {summary['data']}, not on "
                        f"{Path(data).resolve()}")
